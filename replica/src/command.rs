@@ -1,0 +1,140 @@
+//! Commands that travel through consensus: what a slot of the replicated log holds.
+//!
+//! Everything here is applied deterministically by every replica, so it contains no
+//! clocks, no addresses of connections and no randomness.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A msgpack value: the type of every argument and result of a remote call.
+pub type Value = rmpv::Value;
+
+/// A client session, chosen at random by the client when it opens the session.
+pub type SessionId = u64;
+
+/// A replica's identity inside a group, assigned when it joins the view.
+pub type ReplicaId = u64;
+
+/// One call a client asks the group to perform.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClientCommand {
+    pub session: SessionId,
+    /// Per-session sequence number; (session, seq) names a command for exactly-once.
+    pub seq: u64,
+    /// The client has received the replies of every seq below this one, so the
+    /// replicas may forget them (bounds the reply cache).
+    pub ack: u64,
+    pub op: Operation,
+}
+
+/// What a client command does.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Operation {
+    /// Starts the session named by `ClientCommand::session` (sent with seq 0).
+    OpenSession,
+    /// Ends the session, releasing what it holds.
+    CloseSession,
+    /// Calls `method` on the named object.
+    Call {
+        object: String,
+        method: String,
+        args: Vec<Value>,
+    },
+    /// Creates an object of `type_name` (dotted ConCoord name or short name).
+    Create {
+        name: String,
+        type_name: String,
+        args: Vec<Value>,
+    },
+    /// Deletes an object; its parked calls fail.
+    Delete { name: String },
+    /// Lists objects as a map from name to type name.
+    List,
+}
+
+/// One entry of a batch decided in a slot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Command {
+    Client(ClientCommand),
+    /// The leader saw no heartbeat from this session within its lease.
+    ExpireSession(SessionId),
+}
+
+/// The membership of the group: who votes and where they listen.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct View {
+    /// Grows by one with every membership change.
+    pub number: u64,
+    pub members: BTreeMap<ReplicaId, String>,
+    /// The id the next member to join will receive.
+    pub next_id: ReplicaId,
+}
+
+impl View {
+    /// The view of a group founded by a single replica.
+    pub fn founded_by(addr: &str) -> View {
+        let mut members = BTreeMap::new();
+        members.insert(1, addr.to_string());
+        View {
+            number: 1,
+            members,
+            next_id: 2,
+        }
+    }
+
+    pub fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    pub fn contains(&self, id: ReplicaId) -> bool {
+        self.members.contains_key(&id)
+    }
+
+    pub fn addr_of(&self, id: ReplicaId) -> Option<&str> {
+        self.members.get(&id).map(String::as_str)
+    }
+
+    pub fn id_of(&self, addr: &str) -> Option<ReplicaId> {
+        self.members
+            .iter()
+            .find(|(_, a)| a.as_str() == addr)
+            .map(|(id, _)| *id)
+    }
+
+    /// Applies a change and returns the new view (the change's own effect only).
+    pub fn apply(&self, change: &Reconfig) -> View {
+        let mut next = self.clone();
+        next.number += 1;
+        match change {
+            Reconfig::Add { addr } => {
+                // An address that comes back (say, a pod with an empty disk) joins as a new
+                // member: its old identity, with whatever it promised, is retired.
+                if let Some(old) = next.id_of(addr) {
+                    next.members.remove(&old);
+                }
+                next.members.insert(next.next_id, addr.clone());
+                next.next_id += 1;
+            }
+            Reconfig::Remove { id } => {
+                next.members.remove(id);
+            }
+        }
+        next
+    }
+}
+
+/// A membership change. It occupies a slot of its own and takes effect from the next slot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Reconfig {
+    Add { addr: String },
+    Remove { id: ReplicaId },
+}
+
+/// The value chosen for one slot of the log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum SlotValue {
+    /// Fills a gap a new leader found; does nothing.
+    Noop,
+    Batch(Vec<Command>),
+    Reconfig(Reconfig),
+}

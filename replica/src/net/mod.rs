@@ -1,0 +1,5 @@
+//! Framed transport: length-prefixed rmp-serde frames, the wire messages, and the
+//! listener that tells clients from peers by their hello.
+
+pub mod frame;
+pub mod wire;

@@ -1,0 +1,143 @@
+//! Replicated objects: the live objects clients call, one file per built-in type, and the
+//! registry that maps names to objects and type names to constructors.
+//!
+//! Objects are plain deterministic state machines. A method either finishes at once or parks
+//! the call (a lock that is held, a barrier that is not full); a later call that frees the
+//! resource completes the parked call through [`Effects`].
+
+use crate::command::{SessionId, Value};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub mod args;
+pub mod registry;
+
+pub mod bank;
+pub mod barrier;
+pub mod boundedsemaphore;
+pub mod condition;
+pub mod counter;
+pub mod dict;
+pub mod jobmanager;
+pub mod lock;
+pub mod log;
+pub mod membership;
+pub mod meshmembership;
+pub mod queue;
+pub mod rlock;
+pub mod semaphore;
+pub mod stack;
+
+pub use registry::{ObjectTypes, Registry};
+
+/// Names one client call: the session that made it and its sequence number.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId {
+    pub session: SessionId,
+    pub seq: u64,
+}
+
+/// An error raised by a method, named like the Python exception ConCoord would raise.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ObjectError {
+    /// Python exception name: "RuntimeError", "ValueError", "KeyError", "IndexError",
+    /// "TypeError", "AttributeError", "Empty", "Full", ...
+    pub kind: String,
+    pub message: String,
+}
+
+impl ObjectError {
+    pub fn new(kind: &str, message: impl Into<String>) -> ObjectError {
+        ObjectError {
+            kind: kind.to_string(),
+            message: message.into(),
+        }
+    }
+    pub fn runtime(message: impl Into<String>) -> ObjectError {
+        ObjectError::new("RuntimeError", message)
+    }
+    pub fn value(message: impl Into<String>) -> ObjectError {
+        ObjectError::new("ValueError", message)
+    }
+    pub fn type_error(message: impl Into<String>) -> ObjectError {
+        ObjectError::new("TypeError", message)
+    }
+    pub fn key(message: impl Into<String>) -> ObjectError {
+        ObjectError::new("KeyError", message)
+    }
+    pub fn index(message: impl Into<String>) -> ObjectError {
+        ObjectError::new("IndexError", message)
+    }
+    /// An unknown method, as Python reports it.
+    pub fn no_method(type_name: &str, method: &str) -> ObjectError {
+        ObjectError::new(
+            "AttributeError",
+            format!("'{type_name}' object has no attribute '{method}'"),
+        )
+    }
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for ObjectError {}
+
+pub type CallResult = Result<Value, ObjectError>;
+
+/// What a method did with its call.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The call finished; this is its result.
+    Done(CallResult),
+    /// The call waits inside the object; it is completed later through [`Effects`].
+    Parked,
+}
+
+/// Side effects of applying one call: parked calls (of any session) that now complete.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effects {
+    pub completed: Vec<(CallId, CallResult)>,
+}
+
+impl Effects {
+    pub fn complete(&mut self, call: CallId, result: CallResult) {
+        self.completed.push((call, result));
+    }
+}
+
+/// A replicated object. Implementations must be deterministic: the same calls in the same
+/// order give the same results and effects on every replica (use BTreeMap, never HashMap
+/// iteration order, clocks or randomness).
+pub trait ReplicatedObject: Send + fmt::Debug {
+    /// The Python-style class name, e.g. "Counter".
+    fn type_name(&self) -> &'static str;
+
+    /// Runs `method` for `call`. Wrong arguments are a TypeError, an unknown method an
+    /// AttributeError; never panics.
+    fn invoke(
+        &mut self,
+        call: CallId,
+        method: &str,
+        args: &[Value],
+        fx: &mut Effects,
+    ) -> Outcome;
+
+    /// `__str__` / `__repr__`, e.g. `<DSemaphore count=0>`.
+    fn describe(&self) -> String;
+
+    /// The session is gone: release what it owns (locks, permits), which may complete calls
+    /// of other sessions, and drop its parked calls without completing them.
+    fn session_expired(&mut self, _session: SessionId, _fx: &mut Effects) {}
+
+    /// Removes every parked call (the object is being reset or deleted); the registry
+    /// completes them with an error.
+    fn drain_parked(&mut self) -> Vec<CallId> {
+        Vec::new()
+    }
+
+    /// Serialized state, for snapshots (rmp-serde of the object).
+    fn save(&self) -> Result<Vec<u8>, ObjectError>;
+}

@@ -1,0 +1,2 @@
+pub struct ObjectTypes;
+pub struct Registry;

@@ -1,0 +1,7 @@
+//! Sans-IO Multi-Paxos: pure state machines that take messages and time and return
+//! actions. No tokio, no sockets, no clock: the runtime, the simulator and the tests all
+//! drive the same code.
+
+pub mod message;
+
+pub use message::{AcceptedEntry, Ballot, Message};
