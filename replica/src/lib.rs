@@ -5,3 +5,4 @@ pub mod command;
 pub mod net;
 pub mod object;
 pub mod paxos;
+pub mod runtime;

@@ -1,0 +1,47 @@
+//! What a replica process is told to do, independent of how it was told (CLI, tests,
+//! `concoord local`).
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// `-o`: object type to create as the default object (dotted or short name); its
+    /// instance is named after the class, lower-cased.
+    pub object: Option<String>,
+    /// `-a`: address (IP or host name) this replica listens on and advertises.
+    pub addr: String,
+    /// `-p`: port for clients and peers.
+    pub port: u16,
+    /// `-b`: a member to join through; none means this replica founds a new group.
+    pub bootstrap: Option<String>,
+    pub timing: Timing,
+}
+
+impl ReplicaConfig {
+    /// The address peers and clients use to reach this replica.
+    pub fn advertised(&self) -> String {
+        format!("{}:{}", self.addr, self.port)
+    }
+}
+
+/// Timeouts of the failure detector and of client leases.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Leader heartbeat period.
+    pub heartbeat: Duration,
+    /// A follower that hears nothing for a random time in [election, 2 * election) runs
+    /// for leader.
+    pub election: Duration,
+    /// A client session with no keep-alive for this long expires.
+    pub session_lease: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(50),
+            election: Duration::from_millis(500),
+            session_lease: Duration::from_secs(10),
+        }
+    }
+}
