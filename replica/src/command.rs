@@ -58,6 +58,12 @@ pub enum Command {
     Client(ClientCommand),
     /// The leader saw no heartbeat from this session within its lease.
     ExpireSession(SessionId),
+    /// Creates an object unless one of that name exists (the `-o` default object).
+    EnsureObject {
+        name: String,
+        type_name: String,
+        args: Vec<Value>,
+    },
 }
 
 /// The membership of the group: who votes and where they listen.

@@ -1,8 +1,15 @@
 //! ConCoord-rs: objects replicated with Multi-Paxos and called by clients like local
 //! objects, with a distributed threading library (locks, semaphores, barriers, conditions).
 
+pub mod cli;
+pub mod client;
 pub mod command;
+pub mod json;
+pub mod logging;
 pub mod net;
+pub mod node;
 pub mod object;
 pub mod paxos;
 pub mod runtime;
+pub mod state;
+pub mod tools;

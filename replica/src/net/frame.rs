@@ -36,6 +36,8 @@ pub enum FrameError {
     Encode(#[from] rmp_serde::encode::Error),
     #[error("timed out waiting for a frame")]
     Timeout,
+    #[error("handshake refused: {0}")]
+    Handshake(String),
 }
 
 pub fn codec() -> LengthDelimitedCodec {
@@ -126,10 +128,12 @@ where
 }
 
 pub async fn flush<W: AsyncWrite + Unpin>(w: &mut FrameWriter<W>) -> Result<(), FrameError> {
-    SinkExt::<Bytes>::flush(w).await.map_err(|source| FrameError::Framing {
-        max: MAX_FRAME_BYTES,
-        source,
-    })
+    SinkExt::<Bytes>::flush(w)
+        .await
+        .map_err(|source| FrameError::Framing {
+            max: MAX_FRAME_BYTES,
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -167,7 +171,10 @@ mod tests {
         let mut r = reader(b);
         a.write_all(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]).await.unwrap();
         let got: Result<Hello, _> = read_frame(&mut r).await;
-        assert!(matches!(got, Err(FrameError::Decode { len: 3, .. })), "{got:?}");
+        assert!(
+            matches!(got, Err(FrameError::Decode { len: 3, .. })),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]

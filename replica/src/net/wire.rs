@@ -71,7 +71,9 @@ pub enum ReplicaFrame {
         alive: bool,
     },
     /// This replica does not lead; `leader` is where to go, when known.
-    NotLeader { leader: Option<String> },
+    NotLeader {
+        leader: Option<String>,
+    },
     Status(StatusReport),
 }
 
@@ -80,13 +82,20 @@ pub enum ReplicaFrame {
 pub enum ReplyResult {
     Ok(Value),
     /// A method raised: Python exception name and message.
-    Err { kind: String, message: String },
+    Err {
+        kind: String,
+        message: String,
+    },
     /// This replica does not lead; retry at `leader`.
-    NotLeader { leader: Option<String> },
+    NotLeader {
+        leader: Option<String>,
+    },
     /// The session expired (or never existed): its locks and permits are gone.
     SessionExpired,
     /// The replica cannot take commands now (removed from the view, disk full, ...).
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 /// One replica's account of the group, for `concoord status` and the operator.
@@ -112,10 +121,21 @@ pub struct StatusReport {
 pub enum PeerFrame {
     Paxos(Message),
     /// A joiner asks to be added to the view (sent after `Hello{role: Joiner}`).
-    Join { addr: String },
+    Join {
+        addr: String,
+    },
     /// The contacted replica does not lead; ask `leader`.
-    JoinRedirect { leader: Option<String> },
-    /// The joiner was added: its id and the view it is a member of.
-    Joined { id: ReplicaId, view: View },
-    JoinRefused { reason: String },
+    JoinRedirect {
+        leader: Option<String>,
+    },
+    /// The joiner was added: its id, the view it is a member of, and the view at the
+    /// start of the log it will replay.
+    Joined {
+        id: ReplicaId,
+        view: View,
+        genesis: View,
+    },
+    JoinRefused {
+        reason: String,
+    },
 }

@@ -1,1 +1,136 @@
-//! TODO: being written
+//! `Counter(value=0)`: ConCoord's example counter.
+
+use super::args::{arity, opt_int};
+use super::{
+    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
+};
+use crate::command::Value;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    value: i64,
+}
+
+impl Counter {
+    pub fn from_args(args: &[Value]) -> Result<Counter, ObjectError> {
+        arity("Counter", args, &["value"], 0)?;
+        Ok(Counter {
+            value: opt_int(args, 0, "value", 0)?,
+        })
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Counter, ObjectError> {
+        decode_state(bytes)
+    }
+
+    /// Python ints do not overflow; ours refuse to rather than wrap.
+    fn add(&mut self, delta: i64) -> CallResult {
+        self.value = self
+            .value
+            .checked_add(delta)
+            .ok_or_else(|| ObjectError::new("OverflowError", "counter value out of range"))?;
+        Ok(Value::Nil)
+    }
+
+    fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
+        match method {
+            "increment" => {
+                arity(method, args, &[], 0)?;
+                self.add(1)
+            }
+            "decrement" => {
+                arity(method, args, &[], 0)?;
+                self.add(-1)
+            }
+            "getvalue" => {
+                arity(method, args, &[], 0)?;
+                Ok(Value::from(self.value))
+            }
+            _ => Err(ObjectError::no_method(self.type_name(), method)),
+        }
+    }
+}
+
+impl ReplicatedObject for Counter {
+    fn type_name(&self) -> &'static str {
+        "Counter"
+    }
+
+    fn invoke(
+        &mut self,
+        _call: CallId,
+        method: &str,
+        args: &[Value],
+        _fx: &mut Effects,
+    ) -> Outcome {
+        self.call(method, args).into()
+    }
+
+    fn describe(&self) -> String {
+        format!("The counter value is {}", self.value)
+    }
+
+    fn save(&self) -> Result<Vec<u8>, ObjectError> {
+        encode_state(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::tests_support::*;
+
+    #[test]
+    fn counts() {
+        let mut k = Counter::from_args(&[]).unwrap();
+        let mut fx = Effects::default();
+        assert_eq!(k.invoke(c(1, 1), "increment", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(k.invoke(c(1, 2), "increment", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(k.invoke(c(1, 3), "decrement", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(k.invoke(c(1, 4), "getvalue", &[], &mut fx), ok(1));
+        assert_eq!(k.describe(), "The counter value is 1");
+        let k = Counter::from_args(&[v(-5)]).unwrap();
+        assert_eq!(k.describe(), "The counter value is -5");
+    }
+
+    #[test]
+    fn errors() {
+        let mut fx = Effects::default();
+        let mut k = Counter::from_args(&[v(i64::MAX)]).unwrap();
+        assert_eq!(
+            k.invoke(c(1, 1), "increment", &[v(1)], &mut fx),
+            err(
+                "TypeError",
+                "increment() takes 0 positional arguments but 1 was given"
+            )
+        );
+        assert_eq!(
+            k.invoke(c(1, 2), "increment", &[], &mut fx),
+            err("OverflowError", "counter value out of range")
+        );
+        assert_eq!(k.invoke(c(1, 3), "getvalue", &[], &mut fx), ok(i64::MAX));
+        assert_eq!(
+            k.invoke(c(1, 4), "reset", &[], &mut fx),
+            err(
+                "AttributeError",
+                "'Counter' object has no attribute 'reset'"
+            )
+        );
+        assert_eq!(
+            Counter::from_args(&[v("1")]).unwrap_err().message,
+            "expected int for 'value', got str"
+        );
+        let mut low = Counter::from_args(&[v(i64::MIN)]).unwrap();
+        assert_eq!(
+            low.invoke(c(1, 5), "decrement", &[], &mut fx),
+            err("OverflowError", "counter value out of range")
+        );
+    }
+
+    #[test]
+    fn save_restore() {
+        let k = Counter::from_args(&[v(42)]).unwrap();
+        assert_eq!(Counter::restore(&k.save().unwrap()).unwrap(), k);
+    }
+}

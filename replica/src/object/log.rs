@@ -1,1 +1,133 @@
-//! TODO: being written
+//! `Log()`: ConCoord's example log. `write` replaces the whole log with one entry,
+//! `append` adds one, `read` returns the entries as a list (ConCoord returned them joined
+//! into a string, which is what describe() gives).
+
+use super::args::{arity, py_str, value_at};
+use super::{
+    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
+};
+use crate::command::Value;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Log {
+    entries: Vec<Value>,
+}
+
+impl Log {
+    pub fn from_args(args: &[Value]) -> Result<Log, ObjectError> {
+        arity("Log", args, &[], 0)?;
+        Ok(Log::default())
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Log, ObjectError> {
+        decode_state(bytes)
+    }
+
+    fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
+        match method {
+            "write" => {
+                arity(method, args, &["entry"], 1)?;
+                self.entries = vec![value_at(args, 0, "entry")?];
+                Ok(Value::Nil)
+            }
+            "append" => {
+                arity(method, args, &["entry"], 1)?;
+                self.entries.push(value_at(args, 0, "entry")?);
+                Ok(Value::Nil)
+            }
+            "read" => {
+                arity(method, args, &[], 0)?;
+                Ok(Value::Array(self.entries.clone()))
+            }
+            _ => Err(ObjectError::no_method(self.type_name(), method)),
+        }
+    }
+}
+
+impl ReplicatedObject for Log {
+    fn type_name(&self) -> &'static str {
+        "Log"
+    }
+
+    fn invoke(
+        &mut self,
+        _call: CallId,
+        method: &str,
+        args: &[Value],
+        _fx: &mut Effects,
+    ) -> Outcome {
+        self.call(method, args).into()
+    }
+
+    fn describe(&self) -> String {
+        self.entries
+            .iter()
+            .map(py_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn save(&self) -> Result<Vec<u8>, ObjectError> {
+        encode_state(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::tests_support::*;
+
+    fn call(log: &mut Log, method: &str, args: &[Value]) -> Outcome {
+        log.invoke(c(1, 1), method, args, &mut Effects::default())
+    }
+
+    #[test]
+    fn write_append_read() {
+        let mut l = Log::from_args(&[]).unwrap();
+        assert_eq!(call(&mut l, "read", &[]), ok(Value::Array(vec![])));
+        assert_eq!(call(&mut l, "append", &[v("a")]), ok(Value::Nil));
+        assert_eq!(call(&mut l, "append", &[v(2)]), ok(Value::Nil));
+        assert_eq!(
+            call(&mut l, "read", &[]),
+            ok(Value::Array(vec![v("a"), v(2)]))
+        );
+        assert_eq!(l.describe(), "a 2");
+        assert_eq!(call(&mut l, "write", &[v("fresh")]), ok(Value::Nil));
+        assert_eq!(
+            call(&mut l, "read", &[]),
+            ok(Value::Array(vec![v("fresh")]))
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let mut l = Log::default();
+        assert_eq!(
+            call(&mut l, "write", &[]),
+            err(
+                "TypeError",
+                "write() missing 1 required positional argument: 'entry'"
+            )
+        );
+        assert_eq!(
+            call(&mut l, "read", &[v(1)]),
+            err(
+                "TypeError",
+                "read() takes 0 positional arguments but 1 was given"
+            )
+        );
+        assert_eq!(
+            call(&mut l, "clear", &[]),
+            err("AttributeError", "'Log' object has no attribute 'clear'")
+        );
+        assert!(Log::from_args(&[v(1)]).is_err());
+    }
+
+    #[test]
+    fn save_restore() {
+        let mut l = Log::default();
+        call(&mut l, "append", &[Value::Map(vec![(v("k"), v(1.5))])]);
+        assert_eq!(Log::restore(&l.save().unwrap()).unwrap(), l);
+    }
+}

@@ -26,6 +26,7 @@ pub mod meshmembership;
 pub mod queue;
 pub mod rlock;
 pub mod semaphore;
+pub mod sessionlock;
 pub mod stack;
 
 pub use registry::{ObjectTypes, Registry};
@@ -96,6 +97,32 @@ pub enum Outcome {
     Parked,
 }
 
+impl Outcome {
+    /// Flattens a method that either failed before deciding (bad arguments) or decided.
+    pub fn from_result(result: Result<Outcome, ObjectError>) -> Outcome {
+        result.unwrap_or_else(|e| Outcome::Done(Err(e)))
+    }
+}
+
+impl From<CallResult> for Outcome {
+    fn from(result: CallResult) -> Outcome {
+        Outcome::Done(result)
+    }
+}
+
+/// Encodes an object's state for [`ReplicatedObject::save`] (named fields, so a snapshot
+/// stays readable when a type gains a field).
+pub fn encode_state<T: Serialize>(state: &T) -> Result<Vec<u8>, ObjectError> {
+    rmp_serde::to_vec_named(state)
+        .map_err(|e| ObjectError::runtime(format!("cannot save object state: {e}")))
+}
+
+/// Decodes what [`encode_state`] produced; bad bytes are an error, never a panic.
+pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ObjectError> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| ObjectError::runtime(format!("cannot restore object state: {e}")))
+}
+
 /// Side effects of applying one call: parked calls (of any session) that now complete.
 #[derive(Debug, Default, PartialEq)]
 pub struct Effects {
@@ -117,13 +144,7 @@ pub trait ReplicatedObject: Send + fmt::Debug {
 
     /// Runs `method` for `call`. Wrong arguments are a TypeError, an unknown method an
     /// AttributeError; never panics.
-    fn invoke(
-        &mut self,
-        call: CallId,
-        method: &str,
-        args: &[Value],
-        fx: &mut Effects,
-    ) -> Outcome;
+    fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome;
 
     /// `__str__` / `__repr__`, e.g. `<DSemaphore count=0>`.
     fn describe(&self) -> String;
@@ -140,4 +161,27 @@ pub trait ReplicatedObject: Send + fmt::Debug {
 
     /// Serialized state, for snapshots (rmp-serde of the object).
     fn save(&self) -> Result<Vec<u8>, ObjectError>;
+}
+
+/// Shorthands for the unit tests of the object types.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::{CallId, ObjectError, Outcome};
+    use crate::command::{SessionId, Value};
+
+    pub fn c(session: SessionId, seq: u64) -> CallId {
+        CallId { session, seq }
+    }
+
+    pub fn v(x: impl Into<Value>) -> Value {
+        x.into()
+    }
+
+    pub fn ok(x: impl Into<Value>) -> Outcome {
+        Outcome::Done(Ok(x.into()))
+    }
+
+    pub fn err(kind: &str, message: &str) -> Outcome {
+        Outcome::Done(Err(ObjectError::new(kind, message)))
+    }
 }

@@ -6,14 +6,19 @@ use serde::{Deserialize, Serialize};
 
 /// A leadership attempt: (round, replica). Compared by round, then replica id, so two
 /// replicas never hold equal ballots.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
 pub struct Ballot {
     pub round: u64,
     pub leader: ReplicaId,
 }
 
 impl Ballot {
-    pub const ZERO: Ballot = Ballot { round: 0, leader: 0 };
+    pub const ZERO: Ballot = Ballot {
+        round: 0,
+        leader: 0,
+    };
 }
 
 /// A slot's accepted value as an acceptor reports it in a promise.
@@ -53,7 +58,10 @@ pub enum Message {
     /// Asks for decided values from `from_slot` on.
     CatchUp { from_slot: u64 },
     /// Decided values, contiguous from `first_slot`.
-    Decided { first_slot: u64, values: Vec<SlotValue> },
+    Decided {
+        first_slot: u64,
+        values: Vec<SlotValue>,
+    },
 }
 
 impl Message {

@@ -2,6 +2,11 @@
 //! actions. No tokio, no sockets, no clock: the runtime, the simulator and the tests all
 //! drive the same code.
 
+pub mod core;
 pub mod message;
 
+pub use self::core::{Config, Millis, Output, Paxos, ProposeError};
 pub use message::{AcceptedEntry, Ballot, Message};
+
+#[cfg(test)]
+mod tests;

@@ -34,6 +34,8 @@ pub struct Timing {
     pub election: Duration,
     /// A client session with no keep-alive for this long expires.
     pub session_lease: Duration,
+    /// How long a joining replica keeps trying its bootstrap before giving up.
+    pub join_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -42,6 +44,7 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(50),
             election: Duration::from_millis(500),
             session_lease: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -1,0 +1,566 @@
+//! The `concoord` command line: clap definitions and dispatch. The seed's `replica` flags
+//! keep ConCoord's names and meanings; flags for features that do not exist yet are refused
+//! with a clear message rather than ignored.
+
+use crate::client::{ClientError, check_addr};
+use crate::logging::{self, LoggingError};
+use crate::runtime::{self, ReplicaConfig, RuntimeError, Timing};
+use crate::tools;
+use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "concoord",
+    version,
+    about = "ConCoord-rs: Paxos-replicated live objects and distributed synchronization"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a replica (founds a group, or joins one with -b).
+    Replica(ReplicaArgs),
+    /// Call a method of an object and print the result as JSON; or create, delete, list objects.
+    #[command(after_help = CALL_EXAMPLES)]
+    Call(CallArgs),
+    /// Show every replica's view, leader, ballot and slots.
+    Status(StatusArgs),
+    /// Measure increments per second and latency with 1, 8, 64... concurrent clients.
+    Bench(BenchArgs),
+    /// Print the log lines replicas send with -l, prefixed by sender.
+    Logdaemon(LogdaemonArgs),
+    /// Run a ready local cluster on 127.0.0.1 for trying things out.
+    Local(LocalArgs),
+    /// Store the AWS access key id for Route53 (not available yet).
+    Route53id {
+        #[arg(value_name = "KEY_ID")]
+        key: String,
+    },
+    /// Store the AWS secret access key for Route53 (not available yet).
+    Route53key {
+        #[arg(value_name = "SECRET")]
+        secret: String,
+    },
+    /// Launch and manage replicas on EC2 (not available yet).
+    Ec2 {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+const CALL_EXAMPLES: &str = "\
+Arguments are JSON when they parse as JSON (5, true, [1,2], \"5\"), plain strings otherwise.
+Errors print as one line, e.g. `RuntimeError: cannot release un-acquired lock`, exit code 1.
+
+Examples:
+  concoord call 127.0.0.1:14000 counter increment
+  concoord call \"127.0.0.1:14000, 127.0.0.1:14001\" counter getvalue
+  concoord call 127.0.0.1:14000 --create q Queue 10
+  concoord call 127.0.0.1:14000 --delete q
+  concoord call 127.0.0.1:14000 --list";
+
+#[derive(Args, Debug)]
+pub struct ReplicaArgs {
+    /// Object type to serve, dotted ConCoord name or short name (concoord.object.counter.Counter)
+    #[arg(short = 'o', long = "objectname", value_name = "OBJ")]
+    pub objectname: Option<String>,
+    /// Address (IP or host name) this replica listens on and advertises
+    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
+    pub addr: String,
+    /// Port for clients and peers
+    #[arg(short = 'p', long = "port", default_value_t = 14000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// A member of a running group to join through
+    #[arg(short = 'b', long = "boot", value_name = "HOST:PORT")]
+    pub boot: Option<String>,
+    /// Send log lines to a `concoord logdaemon`
+    #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
+    pub logger: Option<String>,
+    /// Serve DNS for this domain (not available yet)
+    #[arg(short = 'n', long = "domainname", value_name = "DOMAIN")]
+    pub domainname: Option<String>,
+    /// Publish the view to Route53 (not available yet)
+    #[arg(short = 'r', long = "route53")]
+    pub route53: bool,
+    /// Keep the log and snapshots on disk (not available yet)
+    #[arg(short = 'w', long = "writetodisk")]
+    pub writetodisk: bool,
+    /// Debug logging
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+    /// Leader heartbeat period in milliseconds [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Election timeout in milliseconds (randomized up to twice this) [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub election_ms: Option<u64>,
+    /// Client session lease in milliseconds [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub session_lease_ms: Option<u64>,
+}
+
+impl ReplicaArgs {
+    /// The replica's configuration, or the reason these flags cannot run.
+    pub fn config(&self) -> Result<ReplicaConfig, CliError> {
+        if self.domainname.is_some() {
+            return Err(CliError::NotAvailable(
+                "-n/--domainname (DNS name server) is not available yet".into(),
+            ));
+        }
+        if self.route53 {
+            return Err(CliError::NotAvailable(
+                "-r/--route53 (Route53 name server) is not available yet".into(),
+            ));
+        }
+        if self.writetodisk {
+            return Err(CliError::NotAvailable(
+                "-w/--writetodisk (write to disk) is not available yet".into(),
+            ));
+        }
+        check_addr(&format!("{}:{}", self.addr, self.port))
+            .map_err(|e| CliError::Usage(format!("-a: {e}")))?;
+        if let Some(boot) = &self.boot {
+            check_addr(boot).map_err(|e| CliError::Usage(format!("-b: {e}")))?;
+        }
+        if let Some(logger) = &self.logger {
+            check_addr(logger).map_err(|e| CliError::Usage(format!("-l: {e}")))?;
+        }
+        Ok(ReplicaConfig {
+            object: self.objectname.clone(),
+            addr: self.addr.clone(),
+            port: self.port,
+            bootstrap: self.boot.clone(),
+            timing: self.timing()?,
+        })
+    }
+
+    fn timing(&self) -> Result<Timing, CliError> {
+        let mut t = Timing::default();
+        let ms = |flag: &str, v: u64| {
+            if v == 0 {
+                Err(CliError::Usage(format!("--{flag} must be at least 1")))
+            } else {
+                Ok(Duration::from_millis(v))
+            }
+        };
+        if let Some(v) = self.heartbeat_ms {
+            t.heartbeat = ms("heartbeat-ms", v)?;
+        }
+        if let Some(v) = self.election_ms {
+            t.election = ms("election-ms", v)?;
+        }
+        if let Some(v) = self.session_lease_ms {
+            t.session_lease = ms("session-lease-ms", v)?;
+        }
+        if t.election <= t.heartbeat {
+            return Err(CliError::Usage(format!(
+                "the election timeout ({:?}) must be longer than the heartbeat ({:?})",
+                t.election, t.heartbeat
+            )));
+        }
+        Ok(t)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// Replica addresses: "host:port, host:port" (one is enough)
+    #[arg(value_name = "ADDRS")]
+    pub addrs: String,
+    /// Create object NAME of type TYPE; the remaining ARGs go to its constructor
+    #[arg(long, num_args = 2, value_names = ["NAME", "TYPE"], conflicts_with_all = ["delete", "list"])]
+    pub create: Option<Vec<String>>,
+    /// Delete object NAME
+    #[arg(long, value_name = "NAME", conflicts_with = "list")]
+    pub delete: Option<String>,
+    /// List the objects as {name: type}
+    #[arg(long)]
+    pub list: bool,
+    /// Give up after this long, also for blocking calls [default: 30s, blocking calls wait]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Debug logging on stderr
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+    /// OBJECT METHOD [ARG...]
+    #[arg(
+        value_name = "OBJECT METHOD [ARG]",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub rest: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Replica addresses: "host:port, host:port"; the members they report are asked too
+    #[arg(value_name = "ADDRS")]
+    pub addrs: String,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for each replica
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Replica addresses: "host:port, host:port"
+    #[arg(value_name = "ADDRS")]
+    pub addrs: String,
+    /// Client counts to run, one round each
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: Vec<u32>,
+    /// Length of each round (e.g. 10s, 500ms, 1m)
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Counter object to increment; created if missing
+    #[arg(long, default_value = "counter")]
+    pub object: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogdaemonArgs {
+    /// Port to listen on
+    #[arg(short = 'p', long = "port", default_value_t = 12000)]
+    pub port: u16,
+    /// Address to listen on
+    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
+    pub addr: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Number of replicas
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=99))]
+    pub replicas: u16,
+    /// Port of the first replica; the others follow
+    #[arg(short = 'p', long = "port", default_value_t = 14000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Object type of the default object
+    #[arg(
+        short = 'o',
+        long = "objectname",
+        value_name = "OBJ",
+        default_value = "counter"
+    )]
+    pub objectname: String,
+    /// Send log lines to a `concoord logdaemon`
+    #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
+    pub logger: Option<String>,
+    /// Debug logging
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+}
+
+/// Why a command failed; `Display` is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    NotAvailable(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Logging(#[from] LoggingError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Replica(args) => {
+            let cfg = args.config()?;
+            logging::init(args.debug, args.logger.clone())?;
+            runtime::run_replica(cfg).await?;
+            Ok(())
+        }
+        Command::Local(args) => {
+            if let Some(logger) = &args.logger {
+                check_addr(logger).map_err(|e| CliError::Usage(format!("-l: {e}")))?;
+            }
+            logging::init(args.debug, args.logger.clone())?;
+            let object = Some(args.objectname.clone());
+            runtime::run_local(usize::from(args.replicas), args.port, object).await?;
+            Ok(())
+        }
+        Command::Call(args) => {
+            logging::init_tool(args.debug)?;
+            tools::call::run(&args).await
+        }
+        Command::Status(args) => {
+            logging::init_tool(false)?;
+            tools::status::run(&args).await
+        }
+        Command::Bench(args) => {
+            logging::init_tool(false)?;
+            tools::bench::run(&args).await
+        }
+        Command::Logdaemon(args) => tools::logdaemon::run(&args).await,
+        Command::Route53id { .. } | Command::Route53key { .. } => Err(CliError::NotAvailable(
+            "Route53 support (route53id, route53key) is not available yet".into(),
+        )),
+        Command::Ec2 { .. } => Err(CliError::NotAvailable(
+            "ec2: launching replicas on EC2 is not available yet".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("concoord").chain(args.iter().copied()))
+    }
+
+    fn replica(args: &[&str]) -> ReplicaArgs {
+        match parse(&[&["replica"], args].concat()).unwrap().command {
+            Command::Replica(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn replica_keeps_the_seed_flags() {
+        let r = replica(&[
+            "-o",
+            "concoord.object.counter.Counter",
+            "-b",
+            "127.0.0.1:14000",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "14001",
+            "-l",
+            "127.0.0.1:12000",
+            "-d",
+        ]);
+        assert!(r.debug);
+        let cfg = r.config().unwrap();
+        assert_eq!(
+            cfg.object.as_deref(),
+            Some("concoord.object.counter.Counter")
+        );
+        assert_eq!(cfg.bootstrap.as_deref(), Some("127.0.0.1:14000"));
+        assert_eq!(cfg.advertised(), "127.0.0.1:14001");
+
+        let cfg = replica(&[]).config().unwrap();
+        assert_eq!((cfg.addr.as_str(), cfg.port), ("127.0.0.1", 14000));
+        assert_eq!(cfg.object, None);
+        assert_eq!(cfg.bootstrap, None);
+
+        let long = replica(&[
+            "--objectname",
+            "counter",
+            "--addr",
+            "10.0.0.1",
+            "--port",
+            "5",
+            "--boot",
+            "h:1",
+        ]);
+        assert_eq!(long.config().unwrap().advertised(), "10.0.0.1:5");
+    }
+
+    #[test]
+    fn replica_timing_flags() {
+        let cfg = replica(&[
+            "--heartbeat-ms",
+            "20",
+            "--election-ms",
+            "300",
+            "--session-lease-ms",
+            "4000",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(cfg.timing.heartbeat, Duration::from_millis(20));
+        assert_eq!(cfg.timing.election, Duration::from_millis(300));
+        assert_eq!(cfg.timing.session_lease, Duration::from_secs(4));
+        assert!(replica(&["--heartbeat-ms", "0"]).config().is_err());
+        assert!(
+            replica(&["--heartbeat-ms", "600", "--election-ms", "500"])
+                .config()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unbuilt_features_are_refused_not_ignored() {
+        for (flags, needle) in [
+            (&["-n", "counterdomain.com"][..], "-n/--domainname"),
+            (&["-r"][..], "-r/--route53"),
+            (&["-w"][..], "-w/--writetodisk"),
+            (&["--writetodisk"][..], "write to disk"),
+        ] {
+            let e = replica(flags).config().unwrap_err();
+            assert!(matches!(e, CliError::NotAvailable(_)), "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+            assert!(e.to_string().contains("not available yet"), "{e}");
+        }
+    }
+
+    #[test]
+    fn replica_rejects_bad_addresses() {
+        assert!(replica(&["-b", "nohost"]).config().is_err());
+        assert!(replica(&["-l", "x"]).config().is_err());
+        assert!(replica(&["-a", "a b"]).config().is_err());
+        assert!(parse(&["replica", "-p", "0"]).is_err());
+        assert!(parse(&["replica", "-p", "99999"]).is_err());
+        assert!(parse(&["replica", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn later_subcommands_refuse() {
+        for args in [
+            &["route53id", "KEY"][..],
+            &["route53key", "SECRET"],
+            &["ec2", "launch", "-x"],
+        ] {
+            let cli = parse(args).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let e = rt.block_on(run(cli)).unwrap_err();
+            assert!(matches!(e, CliError::NotAvailable(_)), "{e}");
+            assert!(e.to_string().contains("not available yet"));
+        }
+    }
+
+    #[test]
+    fn call_forms() {
+        let Command::Call(c) = parse(&["call", "h:1, h:2", "counter", "increment", "-5", "--x"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(c.addrs, "h:1, h:2");
+        assert_eq!(c.rest, ["counter", "increment", "-5", "--x"]);
+        assert!(c.create.is_none() && c.delete.is_none() && !c.list);
+
+        let Command::Call(c) = parse(&["call", "h:1", "--create", "q", "Queue", "3"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(c.create.unwrap(), ["q", "Queue"]);
+        assert_eq!(c.rest, ["3"]);
+
+        let Command::Call(c) = parse(&["call", "h:1", "--list"]).unwrap().command else {
+            panic!()
+        };
+        assert!(c.list);
+        let Command::Call(c) = parse(&["call", "--timeout", "2s", "h:1", "--delete", "q"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(c.delete.as_deref(), Some("q"));
+        assert_eq!(c.timeout, Some(Duration::from_secs(2)));
+        assert!(parse(&["call", "h:1", "--list", "--delete", "q"]).is_err());
+        assert!(parse(&["call"]).is_err());
+    }
+
+    #[test]
+    fn other_subcommands() {
+        let Command::Bench(b) = parse(&["bench", "h:1", "--clients", "1,4", "--duration", "500ms"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(b.clients, [1, 4]);
+        assert_eq!(b.duration, Duration::from_millis(500));
+        assert_eq!(b.object, "counter");
+        let Command::Bench(b) = parse(&["bench", "h:1"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(
+            (b.clients, b.duration),
+            (vec![1, 8, 64], Duration::from_secs(10))
+        );
+        assert!(parse(&["bench", "h:1", "--clients", "0"]).is_err());
+
+        let Command::Status(s) = parse(&["status", "h:1", "--json"]).unwrap().command else {
+            panic!()
+        };
+        assert!(s.json);
+        let Command::Logdaemon(l) = parse(&["logdaemon", "-p", "9000"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(l.port, 9000);
+        let Command::Local(l) = parse(&["local"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(
+            (l.replicas, l.port, l.objectname.as_str()),
+            (3, 14000, "counter")
+        );
+        let Command::Local(l) = parse(&["local", "--replicas", "5", "-p", "15000", "-o", "Lock"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (l.replicas, l.port, l.objectname.as_str()),
+            (5, 15000, "Lock")
+        );
+        assert!(parse(&["local", "--replicas", "0"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,41 @@
+//! Deadlines and periods of a client.
+
+use std::time::Duration;
+
+/// How a [`Client`](super::Client) times its calls, keep-alives and failover.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// TCP connect plus handshake with one replica.
+    pub connect_timeout: Duration,
+    /// Deadline of a non-blocking call; `None` waits forever.
+    pub call_timeout: Option<Duration>,
+    /// Deadline of a blocking call (acquire, wait, get); `None` (the default) waits until
+    /// granted, across leader changes. A blocking call that times out may still be granted
+    /// later on the replicas.
+    pub blocking_timeout: Option<Duration>,
+    /// How often the session lease is renewed; about a quarter of the replicas' lease.
+    pub keepalive_interval: Duration,
+    /// A connection whose keep-alive stays unanswered this long is dropped and the client
+    /// fails over.
+    pub keepalive_timeout: Duration,
+    /// Calls fail with `NoReplica` when no leader could be reached for this long.
+    pub failover_timeout: Duration,
+    /// First and largest pause between reconnect attempts (doubling, with jitter).
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            call_timeout: Some(Duration::from_secs(30)),
+            blocking_timeout: None,
+            keepalive_interval: Duration::from_millis(2500),
+            keepalive_timeout: Duration::from_secs(5),
+            failover_timeout: Duration::from_secs(30),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}

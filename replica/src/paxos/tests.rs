@@ -1,0 +1,522 @@
+//! Safety and liveness of the core under a hostile network, driven without any I/O.
+//!
+//! A tiny seeded network delivers messages late, twice, out of order or never, and cuts
+//! links for a while. Safety: no two replicas ever execute different values in a slot.
+//! Liveness: once the network heals, every command that clients keep retrying executes
+//! everywhere.
+
+use super::*;
+use crate::command::{Command, Reconfig, ReplicaId, SlotValue, View};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Faults {
+    loss: u64,
+    dup: u64,
+    max_delay: u64,
+    partitions: bool,
+}
+
+struct Cluster {
+    nodes: BTreeMap<ReplicaId, Paxos>,
+    /// Executed values per replica, in slot order.
+    executed: BTreeMap<ReplicaId, Vec<SlotValue>>,
+    in_flight: Vec<(Millis, ReplicaId, ReplicaId, Message)>,
+    cut: BTreeSet<(ReplicaId, ReplicaId)>,
+    now: Millis,
+    rng: Rng,
+}
+
+fn static_view(n: u64) -> View {
+    View {
+        number: 1,
+        members: (1..=n).map(|i| (i, format!("r{i}"))).collect(),
+        next_id: n + 1,
+    }
+}
+
+fn cfg() -> Config {
+    Config {
+        heartbeat_ms: 20,
+        election_ms: 150,
+        retransmit_ms: 60,
+        window: 4,
+        max_batch: 8,
+        catchup_batch: 16,
+    }
+}
+
+impl Cluster {
+    fn new(n: u64, seed: u64) -> Cluster {
+        let view = static_view(n);
+        let mut nodes = BTreeMap::new();
+        let mut executed = BTreeMap::new();
+        for id in 1..=n {
+            nodes.insert(
+                id,
+                Paxos::new(id, view.clone(), cfg(), seed ^ (id * 7919), 0),
+            );
+            executed.insert(id, Vec::new());
+        }
+        Cluster {
+            nodes,
+            executed,
+            in_flight: Vec::new(),
+            cut: BTreeSet::new(),
+            now: 0,
+            rng: Rng(seed | 1),
+        }
+    }
+
+    fn handle(&mut self, from: ReplicaId, out: Vec<Output>, f: Faults) {
+        for o in out {
+            match o {
+                Output::Send { to, msg } => {
+                    if self.cut.contains(&(from, to)) || self.rng.chance(f.loss) {
+                        continue;
+                    }
+                    let copies = if self.rng.chance(f.dup) { 2 } else { 1 };
+                    for _ in 0..copies {
+                        let at = self.now + 1 + self.rng.below(f.max_delay);
+                        self.in_flight.push((at, from, to, msg.clone()));
+                    }
+                }
+                Output::Execute { slot, value } => {
+                    let log = self.executed.entry(from).or_default();
+                    assert_eq!(
+                        log.len() as u64,
+                        slot,
+                        "replica {from} executed out of order"
+                    );
+                    log.push(value);
+                }
+                Output::ViewChanged(_) => {}
+            }
+        }
+    }
+
+    fn step(&mut self, f: Faults) {
+        self.now += 1;
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|m| m.0 <= now);
+        self.in_flight = later;
+        for (_, from, to, msg) in due {
+            if let Some(node) = self.nodes.get_mut(&to) {
+                let mut out = Vec::new();
+                node.receive(now, from, msg, &mut out);
+                self.handle(to, out, f);
+            }
+        }
+        let ids: Vec<ReplicaId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let mut out = Vec::new();
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.tick(now, &mut out);
+            }
+            self.handle(id, out, f);
+        }
+        if f.partitions && self.now % 400 == 0 {
+            self.cut.clear();
+            if self.rng.chance(50) {
+                // Isolate one replica from everyone, both ways.
+                let victim = 1 + self.rng.below(self.nodes.len() as u64);
+                for &other in self.nodes.keys() {
+                    if other != victim {
+                        self.cut.insert((victim, other));
+                        self.cut.insert((other, victim));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Offers a command to whichever replica leads, as a retrying client would.
+    fn propose(&mut self, cmd: Command, f: Faults) -> bool {
+        let now = self.now;
+        let leader = self
+            .nodes
+            .iter()
+            .find(|(_, n)| n.is_leader())
+            .map(|(id, _)| *id);
+        let Some(id) = leader else { return false };
+        let mut out = Vec::new();
+        let ok = self
+            .nodes
+            .get_mut(&id)
+            .is_some_and(|n| n.propose(now, cmd, &mut out).is_ok());
+        self.handle(id, out, f);
+        ok
+    }
+
+    fn executed_commands(&self, id: ReplicaId) -> BTreeSet<u64> {
+        let mut set = BTreeSet::new();
+        for v in &self.executed[&id] {
+            if let SlotValue::Batch(cmds) = v {
+                for c in cmds {
+                    if let Command::ExpireSession(n) = c {
+                        set.insert(*n);
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// Safety: every pair of replicas agrees on every slot both executed.
+    fn check_agreement(&self) {
+        let logs: Vec<(&ReplicaId, &Vec<SlotValue>)> = self.executed.iter().collect();
+        for (i, (a, la)) in logs.iter().enumerate() {
+            for (b, lb) in &logs[i + 1..] {
+                let n = la.len().min(lb.len());
+                for s in 0..n {
+                    assert_eq!(la[s], lb[s], "replicas {a} and {b} disagree on slot {s}");
+                }
+            }
+        }
+    }
+}
+
+fn run(seed: u64, n: u64, f: Faults, commands: u64) {
+    let mut c = Cluster::new(n, seed);
+    let mut next = 0u64;
+    // Faulty phase: clients submit and resubmit commands while the network misbehaves.
+    for _ in 0..3000 {
+        c.step(f);
+        if c.rng.chance(20) && next < commands {
+            if c.propose(Command::ExpireSession(next), f) {
+                next += 1;
+            }
+        }
+        if c.now % 97 == 0 {
+            c.check_agreement();
+        }
+    }
+    c.check_agreement();
+    // Healed phase: no faults; clients retry what has not executed yet.
+    let calm = Faults {
+        loss: 0,
+        dup: 0,
+        max_delay: 3,
+        partitions: false,
+    };
+    c.cut.clear();
+    let wanted: BTreeSet<u64> = (0..next).collect();
+    let mut done = false;
+    for round in 0..200 {
+        for _ in 0..50 {
+            c.step(calm);
+        }
+        let all_have = c
+            .nodes
+            .keys()
+            .all(|id| c.executed_commands(*id).is_superset(&wanted));
+        let same_len = c
+            .executed
+            .values()
+            .map(Vec::len)
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 1;
+        if all_have && same_len {
+            done = true;
+            break;
+        }
+        let leader_id = c
+            .nodes
+            .iter()
+            .find(|(_, n)| n.is_leader())
+            .map(|(id, _)| *id);
+        if let Some(l) = leader_id {
+            let missing: Vec<u64> = wanted
+                .difference(&c.executed_commands(l))
+                .copied()
+                .collect();
+            if round % 4 == 3 {
+                for m in missing {
+                    c.propose(Command::ExpireSession(m), calm);
+                }
+            }
+        }
+    }
+    c.check_agreement();
+    assert!(done, "seed {seed}: cluster did not converge after healing");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn agreement_and_progress_under_loss_dup_reorder(seed in any::<u64>(), n in 1u64..=5) {
+        run(seed, n, Faults { loss: 10, dup: 10, max_delay: 30, partitions: false }, 60);
+    }
+
+    #[test]
+    fn agreement_and_progress_with_partitions(seed in any::<u64>()) {
+        run(seed, 5, Faults { loss: 5, dup: 5, max_delay: 20, partitions: true }, 60);
+    }
+}
+
+#[test]
+fn a_lone_founder_decides_at_once() {
+    let view = View::founded_by("a:1");
+    let mut p = Paxos::new(1, view, cfg(), 1, 0);
+    let mut out = Vec::new();
+    p.found(0, vec![Command::ExpireSession(7)], &mut out);
+    assert!(p.is_leader());
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Execute { slot: 0, .. }))
+    );
+    out.clear();
+    p.propose(1, Command::ExpireSession(8), &mut out).unwrap();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Execute { slot: 1, .. }))
+    );
+}
+
+#[test]
+fn lower_ballots_are_refused_after_a_promise() {
+    let mut p = Paxos::new(2, static_view(3), cfg(), 1, 0);
+    let mut out = Vec::new();
+    let high = Ballot {
+        round: 5,
+        leader: 3,
+    };
+    let low = Ballot {
+        round: 4,
+        leader: 1,
+    };
+    p.receive(
+        1,
+        3,
+        Message::Prepare {
+            ballot: high,
+            from_slot: 0,
+        },
+        &mut out,
+    );
+    assert!(matches!(
+        out.pop(),
+        Some(Output::Send {
+            msg: Message::Promise { .. },
+            ..
+        })
+    ));
+    for msg in [
+        Message::Prepare {
+            ballot: low,
+            from_slot: 0,
+        },
+        Message::Accept {
+            ballot: low,
+            slot: 0,
+            value: SlotValue::Noop,
+            decided_upto: 0,
+        },
+        Message::Heartbeat {
+            ballot: low,
+            decided_upto: 0,
+        },
+    ] {
+        p.receive(2, 1, msg, &mut out);
+        assert!(
+            matches!(out.pop(), Some(Output::Send { to: 1, msg: Message::Nack { promised, .. } }) if promised == high)
+        );
+    }
+    // An equal ballot, from the promised leader, is accepted.
+    p.receive(
+        3,
+        3,
+        Message::Accept {
+            ballot: high,
+            slot: 0,
+            value: SlotValue::Noop,
+            decided_upto: 0,
+        },
+        &mut out,
+    );
+    assert!(matches!(
+        out.pop(),
+        Some(Output::Send {
+            msg: Message::Accepted { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn new_leader_reproposes_the_highest_accepted_value() {
+    // Replica 1 leads a 3-group; replica 2 accepted value A at ballot (1,1) in slot 0 and
+    // replica 3 accepted nothing. When 3 takes over with 2's promise, slot 0 must get A.
+    let view = static_view(3);
+    let a = SlotValue::Batch(vec![Command::ExpireSession(42)]);
+    let mut p3 = Paxos::new(3, view, cfg(), 3, 0);
+    let mut out = Vec::new();
+    p3.tick(10_000, &mut out);
+    let ballot = match out.iter().find_map(|o| match o {
+        Output::Send {
+            msg: Message::Prepare { ballot, .. },
+            ..
+        } => Some(*ballot),
+        _ => None,
+    }) {
+        Some(b) => b,
+        None => panic!("no prepare sent: {out:?}"),
+    };
+    out.clear();
+    let entry = AcceptedEntry {
+        slot: 0,
+        ballot: Ballot {
+            round: 1,
+            leader: 1,
+        },
+        value: a.clone(),
+    };
+    p3.receive(
+        10_001,
+        2,
+        Message::Promise {
+            ballot,
+            accepted: vec![entry],
+            decided_upto: 0,
+        },
+        &mut out,
+    );
+    assert!(p3.is_leader());
+    let proposed = out.iter().find_map(|o| match o {
+        Output::Send {
+            msg: Message::Accept { slot: 0, value, .. },
+            ..
+        } => Some(value.clone()),
+        _ => None,
+    });
+    assert_eq!(proposed, Some(a));
+}
+
+#[test]
+fn membership_change_adds_a_replica_that_catches_up_and_votes() {
+    let mut c = Cluster::new(3, 99);
+    let f = Faults {
+        loss: 0,
+        dup: 0,
+        max_delay: 3,
+        partitions: false,
+    };
+    for _ in 0..500 {
+        c.step(f);
+    }
+    for i in 0..20 {
+        assert!(c.propose(Command::ExpireSession(i), f));
+        c.step(f);
+    }
+    let leader = c
+        .nodes
+        .iter()
+        .find(|(_, n)| n.is_leader())
+        .map(|(id, _)| *id)
+        .unwrap();
+    let mut out = Vec::new();
+    let now = c.now;
+    c.nodes
+        .get_mut(&leader)
+        .unwrap()
+        .propose_change(now, Reconfig::Add { addr: "r4".into() }, &mut out)
+        .unwrap();
+    c.handle(leader, out, f);
+    for _ in 0..300 {
+        c.step(f);
+    }
+    let view = c.nodes[&leader].view().clone();
+    assert_eq!(view.members.len(), 4);
+    assert_eq!(view.addr_of(4), Some("r4"));
+    // The joiner replays from slot 0 with the genesis view.
+    c.nodes
+        .insert(4, Paxos::new(4, static_view(3), cfg(), 4, c.now));
+    c.executed.insert(4, Vec::new());
+    for i in 20..40 {
+        c.propose(Command::ExpireSession(i), f);
+        c.step(f);
+    }
+    for _ in 0..500 {
+        c.step(f);
+    }
+    c.check_agreement();
+    let all: BTreeSet<u64> = (0..40).collect();
+    assert!(
+        c.executed_commands(4).is_superset(&all),
+        "joiner did not catch up"
+    );
+    assert_eq!(c.nodes[&4].view().members.len(), 4);
+    // Now remove two old members; the remaining pair (one old, the joiner) still decides.
+    for victim in [1u64, 2] {
+        let leader = c
+            .nodes
+            .iter()
+            .find(|(_, n)| n.is_leader())
+            .map(|(id, _)| *id)
+            .unwrap();
+        let mut out = Vec::new();
+        let now = c.now;
+        c.nodes
+            .get_mut(&leader)
+            .unwrap()
+            .propose_change(now, Reconfig::Remove { id: victim }, &mut out)
+            .unwrap();
+        c.handle(leader, out, f);
+        for _ in 0..1500 {
+            c.step(f);
+            if c.nodes
+                .values()
+                .any(|n| n.is_leader() && !n.view().contains(victim))
+            {
+                break;
+            }
+        }
+        c.nodes.remove(&victim);
+        for _ in 0..1500 {
+            c.step(f);
+            if c.nodes.values().any(|n| n.is_leader()) {
+                break;
+            }
+        }
+    }
+    for i in 40..50 {
+        let mut tries = 0;
+        while !c.propose(Command::ExpireSession(i), f) && tries < 2000 {
+            c.step(f);
+            tries += 1;
+        }
+    }
+    for _ in 0..500 {
+        c.step(f);
+    }
+    c.check_agreement();
+    let all: BTreeSet<u64> = (0..50).collect();
+    for id in [3u64, 4] {
+        assert!(
+            c.executed_commands(id).is_superset(&all),
+            "replica {id} is missing commands"
+        );
+        assert_eq!(c.nodes[&id].view().members.len(), 2);
+    }
+}

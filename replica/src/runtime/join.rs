@@ -1,0 +1,104 @@
+//! Joining a running group through any member (`-b HOST:PORT`): ask to be added, follow
+//! redirects to the leader, retry while a membership change is in progress, and give up
+//! with a clear reason when nobody answers.
+
+use crate::command::{ReplicaId, View};
+use crate::net::frame::{self, FrameError};
+use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// What the group told us when it added us.
+pub struct Joined {
+    pub id: ReplicaId,
+    pub view: View,
+    pub genesis: View,
+}
+
+enum Attempt {
+    Joined(Joined),
+    Redirect(Option<String>),
+    Retry(String),
+}
+
+/// Joins through `bootstrap` as `my_addr`, trying until `deadline` passes.
+pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joined, String> {
+    let deadline = Instant::now() + limit;
+    let mut target = bootstrap.to_string();
+    let mut backoff = Duration::from_millis(100);
+    let mut last_error;
+    loop {
+        match attempt(&target, my_addr).await {
+            Ok(Attempt::Joined(j)) => return Ok(j),
+            Ok(Attempt::Redirect(Some(leader))) => {
+                tracing::info!("{target} does not lead; asking {leader}");
+                last_error = format!("{target} redirected to {leader}");
+                target = leader;
+                continue_after(&mut backoff, Some(Duration::from_millis(20))).await;
+            }
+            Ok(Attempt::Redirect(None)) => {
+                last_error = format!("{target} knows no leader yet");
+                target = bootstrap.to_string();
+                continue_after(&mut backoff, None).await;
+            }
+            Ok(Attempt::Retry(reason)) => {
+                last_error = format!("{target}: {reason}");
+                continue_after(&mut backoff, None).await;
+            }
+            Err(e) => {
+                last_error = format!("{target}: {e}");
+                target = bootstrap.to_string();
+                continue_after(&mut backoff, None).await;
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no answer within {}s (last: {last_error})",
+                limit.as_secs()
+            ));
+        }
+    }
+}
+
+/// Sleeps `wait`, or the current backoff (which then doubles) when none is given.
+async fn continue_after(backoff: &mut Duration, wait: Option<Duration>) {
+    tokio::time::sleep(wait.unwrap_or(*backoff)).await;
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+}
+
+async fn attempt(target: &str, my_addr: &str) -> Result<Attempt, FrameError> {
+    let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target))
+        .await
+        .map_err(|_| FrameError::Timeout)?
+        .map_err(|source| FrameError::Framing {
+            max: frame::MAX_FRAME_BYTES,
+            source,
+        })?;
+    let (r, w) = stream.into_split();
+    let mut reader = frame::reader(r);
+    let mut writer = frame::writer(w);
+    let hello = Hello::new(Role::Joiner {
+        addr: my_addr.to_string(),
+    });
+    frame::write_frame(&mut writer, &hello).await?;
+    if let Welcome::Refused { reason } =
+        frame::read_frame_within(&mut reader, frame::HANDSHAKE_TIMEOUT).await?
+    {
+        return Err(FrameError::Handshake(reason));
+    }
+    frame::write_frame(
+        &mut writer,
+        &PeerFrame::Join {
+            addr: my_addr.to_string(),
+        },
+    )
+    .await?;
+    // Adding a member takes one consensus round plus a phase 1; allow for an election.
+    let reply: PeerFrame = frame::read_frame_within(&mut reader, Duration::from_secs(10)).await?;
+    Ok(match reply {
+        PeerFrame::Joined { id, view, genesis } => Attempt::Joined(Joined { id, view, genesis }),
+        PeerFrame::JoinRedirect { leader } => Attempt::Redirect(leader),
+        PeerFrame::JoinRefused { reason } => Attempt::Retry(reason),
+        other => Attempt::Retry(format!("unexpected answer {other:?}")),
+    })
+}

@@ -1,0 +1,140 @@
+//! Outbound links to the other members of the view: one task per peer that connects,
+//! introduces itself and streams consensus messages, reconnecting with backoff.
+//!
+//! Consensus tolerates lost messages, so a link that is down or slow drops messages rather
+//! than blocking the replica.
+
+use crate::command::{ReplicaId, View};
+use crate::net::frame::{self, FrameError};
+use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
+use crate::paxos::Message;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Messages queued per peer before new ones are dropped.
+const LINK_QUEUE: usize = 4096;
+
+pub struct Peers {
+    me: ReplicaId,
+    my_addr: String,
+    links: HashMap<ReplicaId, (String, mpsc::Sender<Message>)>,
+    view_number: u64,
+}
+
+impl Peers {
+    pub fn new(me: ReplicaId, my_addr: String) -> Peers {
+        Peers {
+            me,
+            my_addr,
+            links: HashMap::new(),
+            view_number: 0,
+        }
+    }
+
+    /// Opens links to new members and closes those to members that left. Views older than
+    /// one already seen (replayed history) change nothing.
+    pub fn update(&mut self, view: &View) {
+        if view.number < self.view_number {
+            return;
+        }
+        self.view_number = view.number;
+        self.links
+            .retain(|id, (addr, _)| view.addr_of(*id) == Some(addr.as_str()));
+        for (&id, addr) in &view.members {
+            if id == self.me || self.links.contains_key(&id) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            tokio::spawn(run_link(
+                self.me,
+                self.my_addr.clone(),
+                id,
+                addr.clone(),
+                rx,
+            ));
+            self.links.insert(id, (addr.clone(), tx));
+        }
+    }
+
+    pub fn send(&self, to: ReplicaId, msg: Message) {
+        if let Some((_, tx)) = self.links.get(&to) {
+            // A full queue means the peer is down or far behind: drop, Paxos retransmits.
+            let _ = tx.try_send(msg);
+        }
+    }
+}
+
+async fn run_link(
+    me: ReplicaId,
+    my_addr: String,
+    peer: ReplicaId,
+    addr: String,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match stream_to(me, &my_addr, &addr, &mut rx).await {
+            Ok(()) => return, // the view dropped this peer
+            Err(e) => {
+                tracing::debug!(peer, %addr, "peer link down: {e}");
+            }
+        }
+        // Drain what piled up while down: it is stale, and Paxos retransmits what matters.
+        while rx.try_recv().is_ok() {}
+        if rx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Connects and streams until the channel closes (Ok) or the connection fails (Err).
+async fn stream_to(
+    me: ReplicaId,
+    my_addr: &str,
+    addr: &str,
+    rx: &mut mpsc::Receiver<Message>,
+) -> Result<(), FrameError> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .map_err(|_| FrameError::Timeout)?
+        .map_err(|source| FrameError::Framing {
+            max: frame::MAX_FRAME_BYTES,
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = frame::reader(r);
+    let mut writer = frame::writer(w);
+    let hello = Hello::new(Role::Peer {
+        id: me,
+        addr: my_addr.to_string(),
+    });
+    frame::write_frame(&mut writer, &hello).await?;
+    match frame::read_frame_within::<_, Welcome>(&mut reader, frame::HANDSHAKE_TIMEOUT).await? {
+        Welcome::Accepted { .. } => {}
+        Welcome::Refused { reason } => {
+            tracing::warn!(%addr, "peer refused our link: {reason}");
+            return Err(FrameError::Closed);
+        }
+    }
+    // The peer never writes on this link after the welcome; watch it only to notice a close.
+    let mut closed = Box::pin(async move {
+        let _ = frame::read_frame::<_, PeerFrame>(&mut reader).await;
+    });
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = &mut closed => return Err(FrameError::Closed),
+        };
+        let Some(msg) = msg else { return Ok(()) };
+        frame::feed_frame(&mut writer, &PeerFrame::Paxos(msg)).await?;
+        while let Ok(more) = rx.try_recv() {
+            frame::feed_frame(&mut writer, &PeerFrame::Paxos(more)).await?;
+        }
+        frame::flush(&mut writer).await?;
+    }
+}

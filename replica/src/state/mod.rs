@@ -1,0 +1,299 @@
+//! The replicated state machine applied to decided commands: client sessions, the
+//! exactly-once reply cache, and the objects.
+//!
+//! Every replica applies the same commands in the same order and so holds the same state;
+//! which replica answers a client is the runtime's business, not this module's.
+
+use crate::command::{ClientCommand, Command, Operation, SessionId, Value};
+use crate::net::wire::ReplyResult;
+use crate::object::{CallId, CallResult, Effects, ObjectError, ObjectTypes, Outcome, Registry};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Replies kept per session at most, whatever the client acknowledges, so a client that
+/// never acknowledges cannot grow a replica's memory without bound.
+pub const MAX_CACHED_REPLIES: usize = 4096;
+
+/// A command's reply that a client should now receive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub session: SessionId,
+    pub seq: u64,
+    pub result: ReplyResult,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+enum Cached {
+    Done(ReplyResult),
+    /// The call waits inside an object (a held lock, say).
+    Parked,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+struct Session {
+    /// The client has every reply below this sequence number.
+    acked_below: u64,
+    replies: BTreeMap<u64, Cached>,
+}
+
+/// Sessions, replies and objects.
+#[derive(Debug)]
+pub struct StateMachine {
+    types: ObjectTypes,
+    objects: Registry,
+    sessions: BTreeMap<SessionId, Session>,
+}
+
+impl Default for StateMachine {
+    fn default() -> Self {
+        StateMachine::new(ObjectTypes::builtin())
+    }
+}
+
+impl StateMachine {
+    pub fn new(types: ObjectTypes) -> StateMachine {
+        StateMachine {
+            types,
+            objects: Registry::default(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    pub fn types(&self) -> &ObjectTypes {
+        &self.types
+    }
+
+    pub fn has_session(&self, session: SessionId) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.sessions.keys().copied()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// What a retry of (session, seq) should get without going through consensus again:
+    /// `Some(Some(result))` for a finished command, `Some(None)` for a parked one, `None`
+    /// when the command is unknown here.
+    pub fn cached(&self, session: SessionId, seq: u64) -> Option<Option<&ReplyResult>> {
+        let s = self.sessions.get(&session)?;
+        match s.replies.get(&seq)? {
+            Cached::Done(r) => Some(Some(r)),
+            Cached::Parked => Some(None),
+        }
+    }
+
+    /// Applies one decided command and returns the replies clients should now get: its
+    /// own (unless it parked) and those of parked calls it released.
+    pub fn apply(&mut self, cmd: &Command) -> Vec<Completion> {
+        let mut done = Vec::new();
+        match cmd {
+            Command::Client(c) => self.apply_client(c, &mut done),
+            Command::ExpireSession(session) => self.end_session(*session, &mut done),
+            Command::EnsureObject {
+                name,
+                type_name,
+                args,
+            } => {
+                if !self.objects.contains(name) {
+                    // A bad default object is the operator's mistake, reported in the log
+                    // of the replica that asked for it; nothing to reply to.
+                    let _ = self.objects.create(&self.types, name, type_name, args);
+                }
+            }
+        }
+        done
+    }
+
+    fn apply_client(&mut self, c: &ClientCommand, done: &mut Vec<Completion>) {
+        if c.op == Operation::OpenSession {
+            // A retried open finds its session already there: same answer.
+            self.sessions.entry(c.session).or_default();
+            done.push(Completion {
+                session: c.session,
+                seq: c.seq,
+                result: ReplyResult::Ok(Value::Nil),
+            });
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&c.session) else {
+            done.push(Completion {
+                session: c.session,
+                seq: c.seq,
+                result: ReplyResult::SessionExpired,
+            });
+            return;
+        };
+        if c.ack > session.acked_below {
+            session.acked_below = c.ack;
+            let keep = session.replies.split_off(&c.ack);
+            session.replies = keep;
+        }
+        if c.seq < session.acked_below {
+            // A stale duplicate of a command whose reply the client already has.
+            return;
+        }
+        match session.replies.get(&c.seq) {
+            Some(Cached::Done(result)) => {
+                done.push(Completion {
+                    session: c.session,
+                    seq: c.seq,
+                    result: result.clone(),
+                });
+                return;
+            }
+            Some(Cached::Parked) => return,
+            None => {}
+        }
+        let call = CallId {
+            session: c.session,
+            seq: c.seq,
+        };
+        let mut fx = Effects::default();
+        let outcome = match &c.op {
+            Operation::OpenSession => Outcome::Done(Ok(Value::Nil)),
+            Operation::CloseSession => {
+                self.end_session(c.session, done);
+                done.push(Completion {
+                    session: c.session,
+                    seq: c.seq,
+                    result: ReplyResult::Ok(Value::Nil),
+                });
+                return;
+            }
+            Operation::Call {
+                object,
+                method,
+                args,
+            } => self.objects.invoke(call, object, method, args, &mut fx),
+            Operation::Create {
+                name,
+                type_name,
+                args,
+            } => Outcome::Done(self.objects.create(&self.types, name, type_name, args)),
+            Operation::Delete { name } => Outcome::Done(self.objects.delete(name, &mut fx)),
+            Operation::List => Outcome::Done(Ok(self.objects.list())),
+        };
+        self.record(call, outcome, done);
+        self.complete_parked(fx, done);
+    }
+
+    fn record(&mut self, call: CallId, outcome: Outcome, done: &mut Vec<Completion>) {
+        let Some(session) = self.sessions.get_mut(&call.session) else {
+            return;
+        };
+        match outcome {
+            Outcome::Parked => {
+                session.replies.insert(call.seq, Cached::Parked);
+            }
+            Outcome::Done(result) => {
+                let result = reply_of(result);
+                session
+                    .replies
+                    .insert(call.seq, Cached::Done(result.clone()));
+                trim(session);
+                done.push(Completion {
+                    session: call.session,
+                    seq: call.seq,
+                    result,
+                });
+            }
+        }
+    }
+
+    /// Parked calls that an effect released get their reply now.
+    fn complete_parked(&mut self, fx: Effects, done: &mut Vec<Completion>) {
+        for (call, result) in fx.completed {
+            let Some(session) = self.sessions.get_mut(&call.session) else {
+                continue;
+            };
+            if session.replies.get(&call.seq) != Some(&Cached::Parked) {
+                continue;
+            }
+            let result = reply_of(result);
+            session
+                .replies
+                .insert(call.seq, Cached::Done(result.clone()));
+            trim(session);
+            done.push(Completion {
+                session: call.session,
+                seq: call.seq,
+                result,
+            });
+        }
+    }
+
+    /// Ends a session: its locks and permits are released (which may grant parked calls
+    /// of others) and its own parked calls are dropped.
+    fn end_session(&mut self, session: SessionId, done: &mut Vec<Completion>) {
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        let mut fx = Effects::default();
+        self.objects.session_expired(session, &mut fx);
+        self.complete_parked(fx, done);
+        // Anyone still waiting on this session's parked calls learns the session is gone.
+        for (seq, cached) in s.replies {
+            if cached == Cached::Parked {
+                done.push(Completion {
+                    session,
+                    seq,
+                    result: ReplyResult::SessionExpired,
+                });
+            }
+        }
+    }
+
+    /// Serialized sessions and objects, for snapshots and state transfer.
+    pub fn save(&self) -> Result<Vec<u8>, ObjectError> {
+        let objects = self.objects.save()?;
+        rmp_serde::to_vec(&(&self.sessions, objects))
+            .map_err(|e| ObjectError::runtime(format!("cannot encode state: {e}")))
+    }
+
+    pub fn restore(types: ObjectTypes, bytes: &[u8]) -> Result<StateMachine, ObjectError> {
+        let (sessions, objects): (BTreeMap<SessionId, Session>, Vec<u8>) =
+            rmp_serde::from_slice(bytes)
+                .map_err(|e| ObjectError::runtime(format!("cannot decode state: {e}")))?;
+        let objects = Registry::restore(&objects, &types)?;
+        Ok(StateMachine {
+            types,
+            objects,
+            sessions,
+        })
+    }
+}
+
+fn reply_of(result: CallResult) -> ReplyResult {
+    match result {
+        Ok(v) => ReplyResult::Ok(v),
+        Err(e) => ReplyResult::Err {
+            kind: e.kind,
+            message: e.message,
+        },
+    }
+}
+
+/// Drops the oldest finished replies past the cap; parked calls are never dropped.
+fn trim(session: &mut Session) {
+    while session.replies.len() > MAX_CACHED_REPLIES {
+        let oldest_done = session
+            .replies
+            .iter()
+            .find(|(_, c)| matches!(c, Cached::Done(_)))
+            .map(|(seq, _)| *seq);
+        match oldest_done {
+            Some(seq) => {
+                session.replies.remove(&seq);
+            }
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The command-line tools behind `concoord call | status | bench | logdaemon`. Each takes
+//! its parsed arguments from [`crate::cli`] and returns a [`crate::cli::CliError`].
+
+pub mod bench;
+pub mod call;
+pub mod logdaemon;
+pub mod status;
