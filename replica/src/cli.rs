@@ -53,7 +53,8 @@ pub enum Command {
 }
 
 const CALL_EXAMPLES: &str = "\
-Arguments are JSON when they parse as JSON (5, true, [1,2], \"5\"), plain strings otherwise.
+Arguments are JSON when they parse as JSON (5, -1.5, true, [1,2], \"5\"), plain strings
+otherwise; put `--` before arguments that start with a dash but are not numbers.
 Errors print as one line, e.g. `RuntimeError: cannot release un-acquired lock`, exit code 1.
 
 Examples:
@@ -101,6 +102,9 @@ pub struct ReplicaArgs {
     /// Client session lease in milliseconds [default: 10000]
     #[arg(long, value_name = "MS")]
     pub session_lease_ms: Option<u64>,
+    /// How long a joining replica (-b) keeps trying before giving up, in milliseconds [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub join_timeout_ms: Option<u64>,
 }
 
 impl ReplicaArgs {
@@ -156,6 +160,9 @@ impl ReplicaArgs {
         if let Some(v) = self.session_lease_ms {
             t.session_lease = ms("session-lease-ms", v)?;
         }
+        if let Some(v) = self.join_timeout_ms {
+            t.join_timeout = ms("join-timeout-ms", v)?;
+        }
         if t.election <= t.heartbeat {
             return Err(CliError::Usage(format!(
                 "the election timeout ({:?}) must be longer than the heartbeat ({:?})",
@@ -186,12 +193,11 @@ pub struct CallArgs {
     /// Debug logging on stderr
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
-    /// OBJECT METHOD [ARG...]
-    #[arg(
-        value_name = "OBJECT METHOD [ARG]",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// Keep the session, and whatever the call acquired, until interrupted (Ctrl-C)
+    #[arg(long)]
+    pub hold: bool,
+    /// OBJECT METHOD [ARG...]; with --create, the constructor's ARGs
+    #[arg(value_name = "ARGS", allow_negative_numbers = true)]
     pub rest: Vec<String>,
 }
 
@@ -405,12 +411,15 @@ mod tests {
             "300",
             "--session-lease-ms",
             "4000",
+            "--join-timeout-ms",
+            "1500",
         ])
         .config()
         .unwrap();
         assert_eq!(cfg.timing.heartbeat, Duration::from_millis(20));
         assert_eq!(cfg.timing.election, Duration::from_millis(300));
         assert_eq!(cfg.timing.session_lease, Duration::from_secs(4));
+        assert_eq!(cfg.timing.join_timeout, Duration::from_millis(1500));
         assert!(replica(&["--heartbeat-ms", "0"]).config().is_err());
         assert!(
             replica(&["--heartbeat-ms", "600", "--election-ms", "500"])
@@ -463,9 +472,17 @@ mod tests {
 
     #[test]
     fn call_forms() {
-        let Command::Call(c) = parse(&["call", "h:1, h:2", "counter", "increment", "-5", "--x"])
-            .unwrap()
-            .command
+        let Command::Call(c) = parse(&[
+            "call",
+            "h:1, h:2",
+            "counter",
+            "increment",
+            "-5",
+            "--",
+            "--x",
+        ])
+        .unwrap()
+        .command
         else {
             panic!()
         };
@@ -482,6 +499,14 @@ mod tests {
         assert_eq!(c.create.unwrap(), ["q", "Queue"]);
         assert_eq!(c.rest, ["3"]);
 
+        let Command::Call(c) = parse(&["call", "h:1", "lk", "acquire", "--hold"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(c.hold);
+        assert_eq!(c.rest, ["lk", "acquire"]);
         let Command::Call(c) = parse(&["call", "h:1", "--list"]).unwrap().command else {
             panic!()
         };

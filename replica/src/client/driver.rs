@@ -91,6 +91,7 @@ enum Link {
         id: u64,
         addr: String,
         tx: mpsc::UnboundedSender<ClientFrame>,
+        since: Instant,
         _task: AbortOnDrop,
     },
 }
@@ -466,6 +467,7 @@ impl Driver {
             id,
             addr,
             tx,
+            since: now,
             _task,
         };
         self.ever_connected = true;
@@ -618,16 +620,35 @@ impl Driver {
         self.keepalive_sent.get_or_insert(now);
     }
 
+    /// Why the connected replica counts as dead: a keep-alive went unanswered, or it never
+    /// answered like a leader (nor redirected us) since we connected.
+    fn silence(&self, now: Instant) -> Option<String> {
+        let Link::Up { since, .. } = &self.link else {
+            return None;
+        };
+        let limit = self.opts.keepalive_timeout;
+        if self.keepalive_sent.is_some_and(|sent| now >= sent + limit) {
+            return Some(format!("no answer to keep-alive within {limit:?}"));
+        }
+        if self.leaderless_since.is_some() && now >= *since + limit {
+            return Some(format!("no answer within {limit:?} of connecting"));
+        }
+        None
+    }
+
     fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = now + Duration::from_secs(3600);
         match &self.link {
             Link::Down { retry_at } => wake = wake.min(*retry_at),
-            Link::Up { .. } => {
+            Link::Up { since, .. } => {
                 if self.state == SessionState::Open {
                     wake = wake.min(self.next_keepalive);
                 }
                 if let Some(sent) = self.keepalive_sent {
                     wake = wake.min(sent + self.opts.keepalive_timeout);
+                }
+                if self.leaderless_since.is_some() {
+                    wake = wake.min(*since + self.opts.keepalive_timeout);
                 }
             }
             Link::Connecting { .. } => {}
@@ -656,19 +677,14 @@ impl Driver {
             if now >= retry_at {
                 self.start_connect(now);
             }
-        } else if matches!(self.link, Link::Up { .. }) {
-            let dead = self
-                .keepalive_sent
-                .is_some_and(|sent| now >= sent + self.opts.keepalive_timeout);
-            if dead {
-                let addr = self.link_addr().unwrap_or("?").to_string();
-                self.link_failed(format!(
-                    "{addr}: no answer to keep-alive within {:?}",
-                    self.opts.keepalive_timeout
-                ));
-            } else if self.state == SessionState::Open && now >= self.next_keepalive {
-                self.send_keepalive(now);
-            }
+        } else if let Some(why) = self.silence(now) {
+            let addr = self.link_addr().unwrap_or("?").to_string();
+            self.link_failed(format!("{addr}: {why}"));
+        } else if matches!(self.link, Link::Up { .. })
+            && self.state == SessionState::Open
+            && now >= self.next_keepalive
+        {
+            self.send_keepalive(now);
         }
         if let Some(since) = self.leaderless_since {
             self.give_up_overdue(now, since);

@@ -13,7 +13,8 @@ pub struct ClientOptions {
     /// granted, across leader changes. A blocking call that times out may still be granted
     /// later on the replicas.
     pub blocking_timeout: Option<Duration>,
-    /// How often the session lease is renewed; about a quarter of the replicas' lease.
+    /// How often the session lease is renewed: at most a quarter of the replicas' lease
+    /// (10 s by default; the client cannot see it, so the default also suits short leases).
     pub keepalive_interval: Duration,
     /// A connection whose keep-alive stays unanswered this long is dropped and the client
     /// fails over.
@@ -31,8 +32,8 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             call_timeout: Some(Duration::from_secs(30)),
             blocking_timeout: None,
-            keepalive_interval: Duration::from_millis(2500),
-            keepalive_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(3),
             failover_timeout: Duration::from_secs(30),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),

@@ -312,6 +312,24 @@ async fn unanswered_keepalives_make_the_client_reconnect() {
 }
 
 #[tokio::test]
+async fn a_replica_that_never_answers_is_abandoned() {
+    let mut mute = FakeReplica::start().await;
+    let mut good = FakeReplica::start().await;
+    let o = ClientOptions {
+        keepalive_timeout: Duration::from_millis(200),
+        ..opts()
+    };
+    let addrs = format!("{}, {}", mute.addr, good.addr);
+    let connecting = tokio::spawn(async move { Client::connect(&addrs, o).await });
+    let mut silent = mute.accept().await;
+    let open = silent.request().await;
+    // No answer: after the keep-alive timeout the client tries the other replica.
+    let mut g = good.accept().await;
+    assert_eq!(g.open_session().await, open);
+    connecting.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn malformed_frames_are_errors_not_panics() {
     let mut fake = FakeReplica::start().await;
     let (client, mut conn) = connected(&mut fake).await;

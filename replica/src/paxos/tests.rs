@@ -201,10 +201,8 @@ fn run(seed: u64, n: u64, f: Faults, commands: u64) {
     // Faulty phase: clients submit and resubmit commands while the network misbehaves.
     for _ in 0..3000 {
         c.step(f);
-        if c.rng.chance(20) && next < commands {
-            if c.propose(Command::ExpireSession(next), f) {
-                next += 1;
-            }
+        if c.rng.chance(20) && next < commands && c.propose(Command::ExpireSession(next), f) {
+            next += 1;
         }
         if c.now % 97 == 0 {
             c.check_agreement();

@@ -106,12 +106,16 @@ pub async fn run(a: &CallArgs) -> Result<(), CliError> {
     }
     let client = Client::connect(&a.addrs, opts).await?;
     let outcome = execute(&client, req).await;
-    // Ending the session releases anything the call acquired at once.
-    let _ = client.close().await;
-    if let Some(text) = outcome? {
+    if let Ok(Some(text)) = &outcome {
         println!("{text}");
     }
-    Ok(())
+    if a.hold && outcome.is_ok() {
+        // The client keeps the session alive in the background meanwhile.
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    // Ending the session releases anything the call acquired at once.
+    let _ = client.close().await;
+    outcome.map(drop)
 }
 
 #[cfg(test)]
