@@ -41,10 +41,8 @@ pub async fn run_local(
     println!("Press Ctrl-C to stop.");
     let failed = async {
         for t in tasks {
-            match t.await {
-                Ok(Err(e)) => return e,
-                Err(e) => return RuntimeError::Other(format!("replica task failed: {e}")),
-                Ok(Ok(())) => {}
+            if let Err(e) = t.wait().await {
+                return e;
             }
         }
         RuntimeError::Other("all replicas stopped".into())

@@ -10,7 +10,7 @@ pub mod peers;
 pub use config::{ReplicaConfig, Timing};
 pub use local::run_local;
 
-use crate::command::{Command, Value};
+use crate::command::{Command, ReplicaId, Value, View};
 use crate::net::wire::{ClientFrame, PeerFrame, ReplicaFrame};
 use crate::node::{Action, ConnId, Node, NodeConfig};
 use crate::paxos;
@@ -44,17 +44,31 @@ const INPUT_QUEUE: usize = 16 * 1024;
 
 /// Runs a replica until the process is stopped.
 pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
-    let started = start_replica(cfg).await?;
-    started
-        .await
-        .map_err(|e| RuntimeError::Other(format!("replica task failed: {e}")))?
+    let running = start_replica(cfg).await?;
+    running.wait().await
 }
 
-/// Binds, founds or joins, and returns the task that runs the replica from then on. The
-/// listener is up when this returns, so a caller may start the next replica at once.
-pub async fn start_replica(
-    cfg: ReplicaConfig,
-) -> Result<tokio::task::JoinHandle<Result<(), RuntimeError>>, RuntimeError> {
+/// A replica running in this process.
+pub struct Running {
+    pub task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    /// The current view, updated on every view change (for the nameserver and the like).
+    pub view: watch::Receiver<View>,
+    /// This replica's id in the view.
+    pub id: ReplicaId,
+}
+
+impl Running {
+    /// Waits until the replica stops, which it does only on a fatal error.
+    pub async fn wait(self) -> Result<(), RuntimeError> {
+        self.task
+            .await
+            .map_err(|e| RuntimeError::Other(format!("replica task failed: {e}")))?
+    }
+}
+
+/// Binds, founds or joins, and returns the running replica. The listener is up when this
+/// returns, so a caller may start the next replica at once.
+pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> {
     let me = cfg.advertised();
     let types = crate::object::ObjectTypes::builtin();
     let default_object = match &cfg.object {
@@ -125,16 +139,23 @@ pub async fn start_replica(
     let _ = identity_tx.send(node.id());
     let mut peers = Peers::new(node.id(), me.clone());
     peers.update(&view);
+    let id = node.id();
+    let (view_tx, view_rx) = watch::channel(view);
     let mut driver = Driver {
         node,
         peers,
+        view: view_tx,
         clients: HashMap::new(),
         joiners: HashMap::new(),
         clock,
         _identity: identity_tx,
     };
     driver.perform(first_actions);
-    Ok(tokio::spawn(driver.run(inputs)))
+    Ok(Running {
+        task: tokio::spawn(driver.run(inputs)),
+        view: view_rx,
+        id,
+    })
 }
 
 struct Driver {
@@ -142,6 +163,8 @@ struct Driver {
     peers: Peers,
     clients: HashMap<ConnId, mpsc::Sender<ReplicaFrame>>,
     joiners: HashMap<ConnId, mpsc::Sender<PeerFrame>>,
+    /// Published views, newest only; replayed history (older numbers) is not published.
+    view: watch::Sender<View>,
     clock: Instant,
     _identity: watch::Sender<u64>,
 }
@@ -241,6 +264,13 @@ impl Driver {
                         view.members.values().collect::<Vec<_>>()
                     );
                     self.peers.update(&view);
+                    self.view.send_if_modified(|current| {
+                        let newer = view.number > current.number;
+                        if newer {
+                            *current = view;
+                        }
+                        newer
+                    });
                 }
                 Action::Removed => {
                     tracing::warn!("this replica was removed from the view; it no longer serves");
