@@ -87,9 +87,12 @@ pub struct ReplicaArgs {
     /// Publish the view to Route53 (not available yet)
     #[arg(short = 'r', long = "route53")]
     pub route53: bool,
-    /// Keep the log and snapshots on disk (not available yet)
+    /// Keep the log and snapshots on disk (in --data-dir, default ./concoord-data-<addr>-<port>)
     #[arg(short = 'w', long = "writetodisk")]
     pub writetodisk: bool,
+    /// Directory for the write-ahead log and snapshots (implies -w)
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Debug logging
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -120,11 +123,6 @@ impl ReplicaArgs {
                 "-r/--route53 (Route53 name server) is not available yet".into(),
             ));
         }
-        if self.writetodisk {
-            return Err(CliError::NotAvailable(
-                "-w/--writetodisk (write to disk) is not available yet".into(),
-            ));
-        }
         check_addr(&format!("{}:{}", self.addr, self.port))
             .map_err(|e| CliError::Usage(format!("-a: {e}")))?;
         if let Some(boot) = &self.boot {
@@ -139,6 +137,11 @@ impl ReplicaArgs {
             port: self.port,
             bootstrap: self.boot.clone(),
             timing: self.timing()?,
+            data_dir: self.data_dir.clone().or_else(|| {
+                self.writetodisk.then(|| {
+                    std::path::PathBuf::from(format!("concoord-data-{}-{}", self.addr, self.port))
+                })
+            }),
         })
     }
 
@@ -429,12 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn write_to_disk_picks_a_data_directory() {
+        let cfg = replica(&["-w", "-p", "14005"]).config().unwrap();
+        assert_eq!(
+            cfg.data_dir,
+            Some(std::path::PathBuf::from("concoord-data-127.0.0.1-14005"))
+        );
+        let cfg = replica(&["--data-dir", "/var/lib/cc"]).config().unwrap();
+        assert_eq!(cfg.data_dir, Some(std::path::PathBuf::from("/var/lib/cc")));
+        assert_eq!(replica(&[]).config().unwrap().data_dir, None);
+    }
+
+    #[test]
     fn unbuilt_features_are_refused_not_ignored() {
         for (flags, needle) in [
             (&["-n", "counterdomain.com"][..], "-n/--domainname"),
             (&["-r"][..], "-r/--route53"),
-            (&["-w"][..], "-w/--writetodisk"),
-            (&["--writetodisk"][..], "write to disk"),
         ] {
             let e = replica(flags).config().unwrap_err();
             assert!(matches!(e, CliError::NotAvailable(_)), "{e}");

@@ -12,4 +12,5 @@ pub mod object;
 pub mod paxos;
 pub mod runtime;
 pub mod state;
+pub mod storage;
 pub mod tools;

@@ -583,6 +583,8 @@ impl Driver {
                     self.peers.learn(addr);
                 }
             }
+            // Membership changes use their own connection (client::membership).
+            ReplicaFrame::Membership(_) => {}
         }
     }
 

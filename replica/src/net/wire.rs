@@ -55,6 +55,28 @@ pub enum ClientFrame {
     KeepAlive { session: SessionId },
     /// Asks this replica for its own view of the group; answered by `Status`.
     Status,
+    /// An administrator changes the view; answered by `Membership`.
+    Membership(MembershipChange),
+}
+
+/// One membership change asked for by an administrator (or the operator).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum MembershipChange {
+    /// Adds a replica that will listen at `addr` ("host:port").
+    Add { addr: String },
+    /// Removes a member, named by its id ("3") or its address ("host:port").
+    Remove { replica: String },
+}
+
+/// The answer to a membership change.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum MembershipReply {
+    /// The change is decided; this is the new view.
+    Done { view: View },
+    /// Ask the leader (after a hand-over, the new one).
+    NotLeader { leader: Option<String> },
+    /// The change cannot be made; why.
+    Refused { reason: String },
 }
 
 /// Replica to client.
@@ -75,6 +97,7 @@ pub enum ReplicaFrame {
         leader: Option<String>,
     },
     Status(StatusReport),
+    Membership(MembershipReply),
 }
 
 /// The outcome of one client command.

@@ -2,8 +2,10 @@
 //! of replies to connections. The tokio runtime and the simulator both drive this type.
 
 use crate::command::{ClientCommand, Command, Reconfig, ReplicaId, SessionId, SlotValue, View};
-use crate::net::wire::{PeerFrame, ReplicaFrame, ReplyResult, StatusReport};
-use crate::paxos::{self, Message, Millis, Paxos, ProposeError};
+use crate::net::wire::{
+    MembershipChange, MembershipReply, PeerFrame, ReplicaFrame, ReplyResult, StatusReport,
+};
+use crate::paxos::{self, Durable, Message, Millis, Paxos, ProposeError, Record, Snapshot};
 use crate::state::{Completion, StateMachine};
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,6 +17,8 @@ pub struct NodeConfig {
     pub paxos: paxos::Config,
     /// A session not heard from for this long is expired by the leader.
     pub session_lease_ms: Millis,
+    /// Take a snapshot (and compact the log) every this many slots.
+    pub snapshot_every: u64,
 }
 
 impl Default for NodeConfig {
@@ -22,6 +26,7 @@ impl Default for NodeConfig {
         NodeConfig {
             paxos: paxos::Config::default(),
             session_lease_ms: 10_000,
+            snapshot_every: 10_000,
         }
     }
 }
@@ -39,6 +44,20 @@ pub enum Action {
     ViewChanged(View),
     /// This replica was removed from the view: stop serving.
     Removed,
+    /// Make this record durable before performing any later action.
+    Persist(Record),
+    /// Make this snapshot durable, then start a fresh log holding
+    /// [`Node::checkpoint_records`] as of this moment; older records may go.
+    SaveSnapshot(Snapshot, Vec<Record>),
+    /// The snapshot a leader sent could not be restored: this replica cannot go on.
+    Fatal(String),
+}
+
+/// Who waits for the one membership change in flight.
+#[derive(Clone, Debug, PartialEq)]
+enum ChangeWaiter {
+    Joiner(ConnId),
+    Admin(ConnId),
 }
 
 pub struct Node {
@@ -52,8 +71,10 @@ pub struct Node {
     heard: HashMap<SessionId, Millis>,
     /// Sessions whose expiry the leader has proposed.
     expiring: BTreeSet<SessionId>,
-    /// Joiners waiting for their add to execute, by address.
-    joins: HashMap<String, ConnId>,
+    /// The membership change this leader proposed and who waits for it.
+    change: Option<(Reconfig, ChangeWaiter)>,
+    /// Decided prefix at the latest snapshot.
+    snapshot_slot: u64,
     was_leader: bool,
     /// In the view as of the executed prefix (a joiner becomes one when its add executes).
     member: bool,
@@ -96,6 +117,42 @@ impl Node {
         Node::with(addr, cfg, paxos, state)
     }
 
+    /// A replica restarted with its disk: objects from the snapshot, then the decided
+    /// slots after it replayed. `state` is the empty state machine (its object types).
+    #[allow(clippy::too_many_arguments)]
+    pub fn recover(
+        addr: &str,
+        id: ReplicaId,
+        genesis: View,
+        cfg: NodeConfig,
+        state: StateMachine,
+        durable: &Durable,
+        seed: u64,
+        now: Millis,
+    ) -> Result<Node, String> {
+        let state = match &durable.snapshot {
+            Some(snap) => StateMachine::restore(state.types().clone(), &snap.state)
+                .map_err(|e| format!("cannot restore the snapshot at slot {}: {e}", snap.slot))?,
+            None => state,
+        };
+        let mut out = Vec::new();
+        let paxos = Paxos::recover(id, genesis, cfg.paxos.clone(), seed, now, durable, &mut out);
+        let mut node = Node::with(addr, cfg, paxos, state);
+        node.snapshot_slot = durable.snapshot.as_ref().map_or(0, |s| s.slot);
+        node.member = true;
+        let mut actions = Vec::new();
+        node.perform(now, out, &mut actions);
+        // Recovery replays history: whatever it would tell clients or peers is stale.
+        node.member = node.paxos.view().contains(id);
+        node.removed = !node.member;
+        Ok(node)
+    }
+
+    /// What a fresh log must start with after a snapshot (see [`Action::SaveSnapshot`]).
+    pub fn checkpoint_records(&self) -> Vec<Record> {
+        self.paxos.checkpoint_records()
+    }
+
     fn with(addr: &str, cfg: NodeConfig, paxos: Paxos, state: StateMachine) -> Node {
         let member = paxos.view().contains(paxos.id());
         Node {
@@ -107,7 +164,8 @@ impl Node {
             waiting: HashMap::new(),
             heard: HashMap::new(),
             expiring: BTreeSet::new(),
-            joins: HashMap::new(),
+            change: None,
+            snapshot_slot: 0,
             was_leader: false,
             removed: false,
         }
@@ -238,31 +296,16 @@ impl Node {
         }]
     }
 
-    /// A replica at `addr` asks to join.
+    /// A replica at `addr` asks to join (answered with a `PeerFrame`).
     pub fn on_join(&mut self, now: Millis, conn: ConnId, addr: String) -> Vec<Action> {
-        self.change(now, conn, Reconfig::Add { addr: addr.clone() }, Some(addr))
-    }
-
-    /// An administrator asks to remove a member (answered on `conn` as a join reply).
-    pub fn on_remove(&mut self, now: Millis, conn: ConnId, id: ReplicaId) -> Vec<Action> {
-        self.change(now, conn, Reconfig::Remove { id }, None)
-    }
-
-    fn change(
-        &mut self,
-        now: Millis,
-        conn: ConnId,
-        change: Reconfig,
-        joiner: Option<String>,
-    ) -> Vec<Action> {
         let mut actions = Vec::new();
-        let mut out = Vec::new();
-        match self.paxos.propose_change(now, change, &mut out) {
-            Ok(()) => {
-                if let Some(addr) = joiner {
-                    self.joins.insert(addr, conn);
-                }
-            }
+        match self.propose_change(
+            now,
+            Reconfig::Add { addr },
+            ChangeWaiter::Joiner(conn),
+            &mut actions,
+        ) {
+            Ok(()) => {}
             Err(ProposeError::NotLeader { .. }) => actions.push(Action::JoinReply {
                 conn,
                 frame: PeerFrame::JoinRedirect {
@@ -276,14 +319,103 @@ impl Node {
                 },
             }),
         }
-        self.perform(now, out, &mut actions);
         actions
+    }
+
+    /// An administrator changes the view (answered with `ReplicaFrame::Membership`).
+    pub fn on_membership(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        change: MembershipChange,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let answer = |reply| Action::Reply {
+            conn,
+            frame: ReplicaFrame::Membership(reply),
+        };
+        if !self.paxos.is_leader() {
+            let leader = self.leader_addr().filter(|a| *a != self.addr);
+            actions.push(answer(MembershipReply::NotLeader { leader }));
+            return actions;
+        }
+        let reconfig = match change {
+            MembershipChange::Add { addr } => Reconfig::Add { addr },
+            MembershipChange::Remove { replica } => {
+                let view = self.paxos.view();
+                let id = replica
+                    .parse::<ReplicaId>()
+                    .ok()
+                    .filter(|id| view.contains(*id))
+                    .or_else(|| view.id_of(&replica));
+                let Some(id) = id else {
+                    actions.push(answer(MembershipReply::Refused {
+                        reason: format!("{replica} is not a member of view {}", view.number),
+                    }));
+                    return actions;
+                };
+                if view.members.len() == 1 {
+                    actions.push(answer(MembershipReply::Refused {
+                        reason: "cannot remove the last member of the group".into(),
+                    }));
+                    return actions;
+                }
+                if id == self.id() {
+                    // The leader leaves last: hand leadership to a follower, which then
+                    // runs the removal when the administrator asks it again.
+                    let mut out = Vec::new();
+                    let successor = self.paxos.hand_over(now, &mut out);
+                    self.perform(now, out, &mut actions);
+                    let leader =
+                        successor.and_then(|s| self.paxos.view().addr_of(s).map(str::to_string));
+                    actions.push(answer(MembershipReply::NotLeader { leader }));
+                    return actions;
+                }
+                Reconfig::Remove { id }
+            }
+        };
+        if let Err(e) = self.propose_change(now, reconfig, ChangeWaiter::Admin(conn), &mut actions)
+        {
+            let reply = match e {
+                ProposeError::NotLeader { .. } => MembershipReply::NotLeader {
+                    leader: self.leader_addr().filter(|a| *a != self.addr),
+                },
+                ProposeError::ChangeInProgress => MembershipReply::Refused {
+                    reason: "another membership change is in progress; retry".into(),
+                },
+            };
+            actions.push(answer(reply));
+        }
+        actions
+    }
+
+    fn propose_change(
+        &mut self,
+        now: Millis,
+        change: Reconfig,
+        waiter: ChangeWaiter,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), ProposeError> {
+        if self.removed {
+            return Err(ProposeError::NotLeader { leader: None });
+        }
+        let mut out = Vec::new();
+        let result = self.paxos.propose_change(now, change.clone(), &mut out);
+        if result.is_ok() {
+            self.change = Some((change, waiter));
+        }
+        self.perform(now, out, actions);
+        result
     }
 
     /// The driver closed a connection: forget what waited on it.
     pub fn on_closed(&mut self, conn: ConnId) {
         self.waiting.retain(|_, c| *c != conn);
-        self.joins.retain(|_, c| *c != conn);
+        if let Some((_, ChangeWaiter::Joiner(c) | ChangeWaiter::Admin(c))) = &self.change
+            && *c == conn
+        {
+            self.change = None;
+        }
     }
 
     fn removed_result(&self) -> ReplyResult {
@@ -301,6 +433,23 @@ impl Node {
             match o {
                 paxos::Output::Send { to, msg } => actions.push(Action::Send { to, msg }),
                 paxos::Output::Execute { value, .. } => self.execute(value, actions),
+                paxos::Output::Persist(record) => actions.push(Action::Persist(record)),
+                paxos::Output::Restore(snapshot) => {
+                    match StateMachine::restore(self.state.types().clone(), &snapshot.state) {
+                        Ok(state) => {
+                            self.state = state;
+                            self.snapshot_slot = snapshot.slot;
+                            // Calls parked before are part of the restored state; their
+                            // waiters retry and are answered from it.
+                            let records = self.paxos.checkpoint_records();
+                            actions.push(Action::SaveSnapshot(snapshot, records));
+                        }
+                        Err(e) => actions.push(Action::Fatal(format!(
+                            "cannot restore the snapshot of slot {} sent by the leader: {e}",
+                            snapshot.slot
+                        ))),
+                    }
+                }
                 paxos::Output::ViewChanged(view) => {
                     let member = view.contains(self.id());
                     actions.push(Action::ViewChanged(view));
@@ -314,6 +463,36 @@ impl Node {
             }
         }
         self.track_leadership(now, actions);
+        self.maybe_snapshot(actions);
+    }
+
+    /// Every `snapshot_every` slots: save the objects, let the core drop old log entries,
+    /// and have the driver replace its log with the snapshot.
+    fn maybe_snapshot(&mut self, actions: &mut Vec<Action>) {
+        let upto = self.paxos.decided_upto();
+        if upto < self.snapshot_slot + self.cfg.snapshot_every.max(1) {
+            return;
+        }
+        let state = match self.state.save() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Keep running on the log; the next attempt may succeed.
+                tracing::warn!("cannot snapshot the objects at slot {upto}: {e}");
+                self.snapshot_slot = upto;
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            slot: upto,
+            view: self.paxos.view().clone(),
+            state,
+        };
+        self.snapshot_slot = upto;
+        self.paxos.compact(snapshot.clone());
+        actions.push(Action::SaveSnapshot(
+            snapshot,
+            self.paxos.checkpoint_records(),
+        ));
     }
 
     fn execute(&mut self, value: SlotValue, actions: &mut Vec<Action>) {
@@ -329,28 +508,37 @@ impl Node {
                     self.deliver(done, actions);
                 }
             }
-            SlotValue::Reconfig(Reconfig::Add { addr }) => {
-                if let Some(conn) = self.joins.remove(&addr) {
-                    let view = self.paxos.view().clone();
-                    match view.id_of(&addr) {
-                        Some(id) => actions.push(Action::JoinReply {
-                            conn,
-                            frame: PeerFrame::Joined {
+            SlotValue::Reconfig(change) => {
+                let Some((wanted, waiter)) = self.change.take() else {
+                    return;
+                };
+                if wanted != change {
+                    self.change = Some((wanted, waiter));
+                    return;
+                }
+                let view = self.paxos.view().clone();
+                match (waiter, &change) {
+                    (ChangeWaiter::Joiner(conn), Reconfig::Add { addr }) => {
+                        let frame = match view.id_of(addr) {
+                            Some(id) => PeerFrame::Joined {
                                 id,
                                 view,
                                 genesis: self.paxos.genesis_view().clone(),
                             },
-                        }),
-                        None => actions.push(Action::JoinReply {
-                            conn,
-                            frame: PeerFrame::JoinRefused {
+                            None => PeerFrame::JoinRefused {
                                 reason: "the add was superseded".into(),
                             },
-                        }),
+                        };
+                        actions.push(Action::JoinReply { conn, frame });
+                    }
+                    (ChangeWaiter::Admin(conn), _) | (ChangeWaiter::Joiner(conn), _) => {
+                        actions.push(Action::Reply {
+                            conn,
+                            frame: ReplicaFrame::Membership(MembershipReply::Done { view }),
+                        });
                     }
                 }
             }
-            SlotValue::Reconfig(Reconfig::Remove { .. }) => {}
         }
     }
 
@@ -404,11 +592,18 @@ impl Node {
                 },
             });
         }
-        for (_, conn) in self.joins.drain() {
-            actions.push(Action::JoinReply {
+        match self.change.take() {
+            Some((_, ChangeWaiter::Joiner(conn))) => actions.push(Action::JoinReply {
                 conn,
                 frame: PeerFrame::JoinRedirect { leader: None },
-            });
+            }),
+            Some((_, ChangeWaiter::Admin(conn))) => actions.push(Action::Reply {
+                conn,
+                frame: ReplicaFrame::Membership(MembershipReply::NotLeader {
+                    leader: self.leader_addr().filter(|a| *a != self.addr),
+                }),
+            }),
+            None => {}
         }
     }
 

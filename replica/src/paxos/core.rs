@@ -11,6 +11,7 @@
 //!   leader proposes nothing past an undecided change, and after executing one it runs
 //!   phase 1 again in the new view, so every slot is decided by quorums of one view.
 
+use super::durable::{Durable, Record, Snapshot};
 use super::message::{AcceptedEntry, Ballot, Message};
 use crate::command::{Command, Reconfig, ReplicaId, SlotValue, View};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -32,6 +33,13 @@ pub struct Config {
     pub max_batch: usize,
     /// Decided values per catch-up message at most.
     pub catchup_batch: usize,
+    /// Decided slots kept in memory behind the latest snapshot, for followers that lag a
+    /// little; those further behind get the snapshot.
+    pub log_keep: u64,
+    /// Planted bug for testing the test harness: an acceptor also takes lower ballots.
+    pub unsafe_accept_lower_ballots: bool,
+    /// Planted bug for testing the test harness: a candidate leads without phase 1.
+    pub unsafe_skip_phase1: bool,
 }
 
 impl Default for Config {
@@ -43,6 +51,9 @@ impl Default for Config {
             window: 16,
             max_batch: 1024,
             catchup_batch: 512,
+            log_keep: 10_000,
+            unsafe_accept_lower_ballots: false,
+            unsafe_skip_phase1: false,
         }
     }
 }
@@ -61,6 +72,11 @@ pub enum Output {
     },
     /// A membership change was executed; this is the new view.
     ViewChanged(View),
+    /// Make this durable before performing any later output.
+    Persist(Record),
+    /// A snapshot from the leader replaces our state: restore the objects from it (and keep
+    /// it as our own latest snapshot).
+    Restore(Snapshot),
 }
 
 /// Why a proposal was not taken.
@@ -160,6 +176,8 @@ pub struct Paxos {
     /// Client commands this replica queued as leader and keeps while it runs phase 1
     /// again (after a membership change); proposed once it leads again.
     carry: VecDeque<Command>,
+    /// The latest snapshot, sent to replicas that need slots compacted away.
+    snapshot: Option<Snapshot>,
 }
 
 impl Paxos {
@@ -186,9 +204,120 @@ impl Paxos {
             catchup_target: 0,
             max_round_seen: 0,
             carry: VecDeque::new(),
+            snapshot: None,
         };
         p.reset_election_timer(now);
         p
+    }
+
+    /// Rebuilds a replica after a restart from what it had made durable. Outputs the
+    /// executions that bring the objects back to the decided prefix (the caller restores
+    /// the objects from the snapshot first).
+    pub fn recover(
+        id: ReplicaId,
+        genesis: View,
+        cfg: Config,
+        seed: u64,
+        now: Millis,
+        durable: &Durable,
+        out: &mut Vec<Output>,
+    ) -> Paxos {
+        let mut p = Paxos::new(id, genesis, cfg, seed, now);
+        if let Some(snap) = &durable.snapshot {
+            p.decided_upto = snap.slot;
+            p.log_start = snap.slot;
+            p.view = snap.view.clone();
+            p.snapshot = Some(snap.clone());
+        }
+        let mut decided = BTreeMap::new();
+        for r in &durable.records {
+            match r {
+                Record::Promised(b) => p.promised = p.promised.max(*b),
+                Record::Accepted {
+                    slot,
+                    ballot,
+                    value,
+                } => {
+                    p.promised = p.promised.max(*ballot);
+                    if *slot >= p.decided_upto {
+                        p.accepted.insert(*slot, (*ballot, value.clone()));
+                    }
+                }
+                Record::Decided { slot, value } => {
+                    let value = value
+                        .clone()
+                        .or_else(|| p.accepted.get(slot).map(|(_, v)| v.clone()));
+                    if let Some(v) = value {
+                        decided.insert(*slot, v);
+                    }
+                }
+            }
+        }
+        p.max_round_seen = p.promised.round;
+        for (slot, value) in decided {
+            p.learn(now, slot, value, false, out);
+        }
+        p.role = Role::Follower;
+        p.leader = None;
+        p
+    }
+
+    /// The records that, written after a snapshot, carry everything the snapshot does not:
+    /// the promise, undecided accepted values, and decisions past the decided prefix.
+    pub fn checkpoint_records(&self) -> Vec<Record> {
+        let mut records = vec![Record::Promised(self.promised)];
+        for (&slot, (ballot, value)) in &self.accepted {
+            records.push(Record::Accepted {
+                slot,
+                ballot: *ballot,
+                value: value.clone(),
+            });
+        }
+        for (&slot, value) in &self.decided_ahead {
+            records.push(Record::Decided {
+                slot,
+                value: Some(value.clone()),
+            });
+        }
+        records
+    }
+
+    /// Keeps `snapshot` (taken at the decided prefix) for state transfer and forgets
+    /// decided values older than `log_keep` slots behind it.
+    pub fn compact(&mut self, snapshot: Snapshot) {
+        let keep_from = snapshot.slot.saturating_sub(self.cfg.log_keep);
+        if keep_from > self.log_start {
+            let drop = ((keep_from - self.log_start) as usize).min(self.log.len());
+            self.log.drain(..drop);
+            self.log_start += drop as u64;
+        }
+        self.snapshot = Some(snapshot);
+    }
+
+    /// First slot still held in memory for catch-up.
+    pub fn log_start(&self) -> u64 {
+        self.log_start
+    }
+
+    /// Leader only: asks the most recently heard follower to take over at once and steps
+    /// down. Returns the successor.
+    pub fn hand_over(&mut self, now: Millis, out: &mut Vec<Output>) -> Option<ReplicaId> {
+        let Role::Leader(l) = &self.role else {
+            return None;
+        };
+        let ballot = l.ballot;
+        let successor = l
+            .last_ack_ms
+            .iter()
+            .filter(|(id, _)| self.view.contains(**id) && **id != self.id)
+            .max_by_key(|(_, t)| **t)
+            .map(|(id, _)| *id)?;
+        out.push(Output::Send {
+            to: successor,
+            msg: Message::TakeOver { ballot },
+        });
+        self.step_down(now, Some(successor));
+        Some(successor)
     }
 
     pub fn id(&self) -> ReplicaId {
@@ -249,6 +378,7 @@ impl Paxos {
         };
         self.max_round_seen = 1;
         self.promised = ballot;
+        out.push(Output::Persist(Record::Promised(ballot)));
         self.carry.extend(first);
         let recovery = Recovery {
             view_number: self.view.number,
@@ -337,10 +467,21 @@ impl Paxos {
                 }
             }
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot, out),
+            Message::InstallSnapshot { snapshot } => self.install(now, from, snapshot, out),
+            Message::TakeOver { ballot } => {
+                // Only the leader we follow may hand over to us.
+                if ballot == self.promised
+                    && self.leader == Some(from)
+                    && self.view.contains(self.id)
+                    && matches!(self.role, Role::Follower)
+                {
+                    self.start_candidacy(now, out);
+                }
+            }
             Message::Decided { first_slot, values } => {
                 let got = !values.is_empty();
                 for (i, value) in values.into_iter().enumerate() {
-                    self.decide(now, first_slot + i as u64, value, out);
+                    self.learn(now, first_slot + i as u64, value, true, out);
                 }
                 self.catchup_asked_ms = None;
                 self.after_progress(now, out);
@@ -467,7 +608,7 @@ impl Paxos {
         out: &mut Vec<Output>,
     ) {
         self.max_round_seen = self.max_round_seen.max(ballot.round);
-        if ballot < self.promised {
+        if ballot < self.promised && !self.cfg.unsafe_accept_lower_ballots {
             out.push(Output::Send {
                 to: from,
                 msg: Message::Nack {
@@ -479,6 +620,7 @@ impl Paxos {
         }
         if ballot > self.promised {
             self.promised = ballot;
+            out.push(Output::Persist(Record::Promised(ballot)));
             if self.ballot() < ballot {
                 self.step_down(now, Some(ballot.leader));
             }
@@ -527,6 +669,11 @@ impl Paxos {
             return;
         }
         if slot >= self.decided_upto && !self.decided_ahead.contains_key(&slot) {
+            out.push(Output::Persist(Record::Accepted {
+                slot,
+                ballot,
+                value: value.clone(),
+            }));
             self.accepted.insert(slot, (ballot, value));
         }
         out.push(Output::Send {
@@ -568,10 +715,10 @@ impl Paxos {
     /// stale leader.
     fn follow(&mut self, now: Millis, ballot: Ballot) -> bool {
         self.max_round_seen = self.max_round_seen.max(ballot.round);
-        if ballot < self.promised {
+        if ballot < self.promised && !self.cfg.unsafe_accept_lower_ballots {
             return false;
         }
-        self.promised = ballot;
+        self.promised = self.promised.max(ballot);
         if ballot.leader != self.id && self.ballot() < ballot {
             self.step_down(now, Some(ballot.leader));
         }
@@ -604,7 +751,7 @@ impl Paxos {
             .map(|(&s, (_, v))| (s, v.clone()))
             .collect();
         for (slot, value) in learned {
-            self.decide(now, slot, value, out);
+            self.learn(now, slot, value, true, out);
         }
         self.after_progress(now, out);
         if self.decided_upto < leader_decided_upto {
@@ -624,7 +771,18 @@ impl Paxos {
     }
 
     fn on_catch_up(&mut self, from: ReplicaId, from_slot: u64, out: &mut Vec<Output>) {
-        if from_slot < self.log_start || from_slot >= self.decided_upto {
+        if from_slot < self.log_start {
+            if let Some(snapshot) = &self.snapshot {
+                out.push(Output::Send {
+                    to: from,
+                    msg: Message::InstallSnapshot {
+                        snapshot: snapshot.clone(),
+                    },
+                });
+            }
+            return;
+        }
+        if from_slot >= self.decided_upto {
             return;
         }
         let start = (from_slot - self.log_start) as usize;
@@ -648,6 +806,7 @@ impl Paxos {
             leader: self.id,
         };
         self.promised = ballot;
+        out.push(Output::Persist(Record::Promised(ballot)));
         self.leader = None;
         let timeout = self.random_election_timeout();
         let from_slot = self.decided_upto;
@@ -670,6 +829,18 @@ impl Paxos {
             sent_ms: now,
             give_up_ms: now + timeout,
         });
+        if self.cfg.unsafe_skip_phase1 {
+            let recovery = Recovery {
+                view_number: self.view.number,
+                catch_up_to: self.decided_upto,
+                source: self.id,
+                values: BTreeMap::new(),
+                asked_ms: now,
+            };
+            self.become_leader(now, ballot, recovery);
+            self.after_progress(now, out);
+            return;
+        }
         for to in self.others().collect::<Vec<_>>() {
             out.push(Output::Send {
                 to,
@@ -873,6 +1044,11 @@ impl Paxos {
         }
         let mut votes = BTreeSet::new();
         votes.insert(self.id);
+        out.push(Output::Persist(Record::Accepted {
+            slot,
+            ballot,
+            value: value.clone(),
+        }));
         self.accepted.insert(slot, (ballot, value.clone()));
         l.inflight.insert(
             slot,
@@ -918,7 +1094,7 @@ impl Paxos {
             .get(&slot)
             .is_some_and(|f| f.votes.iter().filter(|id| view.contains(**id)).count() >= majority);
         if chosen && let Some(f) = l.inflight.remove(&slot) {
-            self.decide(now, slot, f.value, out);
+            self.learn(now, slot, f.value, true, out);
         }
     }
 
@@ -934,11 +1110,32 @@ impl Paxos {
 
     // ----- learner -----
 
-    fn decide(&mut self, now: Millis, slot: u64, value: SlotValue, out: &mut Vec<Output>) {
-        if slot < self.decided_upto {
+    /// `slot` is decided with `value`: record it and execute every slot now contiguous.
+    fn learn(
+        &mut self,
+        now: Millis,
+        slot: u64,
+        value: SlotValue,
+        persist: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if slot < self.decided_upto || self.decided_ahead.contains_key(&slot) {
             return;
         }
+        if persist {
+            // Usually we accepted this very value: say so instead of writing it twice.
+            let same = self.accepted.get(&slot).is_some_and(|(_, v)| *v == value);
+            out.push(Output::Persist(Record::Decided {
+                slot,
+                value: (!same).then(|| value.clone()),
+            }));
+        }
         self.decided_ahead.insert(slot, value);
+        self.execute_ready(now, out);
+    }
+
+    /// Executes decided slots that follow the decided prefix.
+    fn execute_ready(&mut self, now: Millis, out: &mut Vec<Output>) {
         while let Some(value) = self.decided_ahead.remove(&self.decided_upto) {
             let slot = self.decided_upto;
             self.accepted.remove(&slot);
@@ -955,7 +1152,36 @@ impl Paxos {
         }
     }
 
-    /// A membership change was executed at `slot`.
+    /// Replaces everything below the snapshot's slot with the snapshot (we were too far
+    /// behind for the leader's log).
+    fn install(&mut self, now: Millis, from: ReplicaId, snapshot: Snapshot, out: &mut Vec<Output>) {
+        if snapshot.slot <= self.decided_upto {
+            return;
+        }
+        let slot = snapshot.slot;
+        self.decided_upto = slot;
+        self.log.clear();
+        self.log_start = slot;
+        self.accepted = self.accepted.split_off(&slot);
+        self.decided_ahead = self.decided_ahead.split_off(&slot);
+        self.view = snapshot.view.clone();
+        self.snapshot = Some(snapshot.clone());
+        out.push(Output::Restore(snapshot));
+        out.push(Output::ViewChanged(self.view.clone()));
+        self.execute_ready(now, out);
+        self.catchup_asked_ms = None;
+        if self.decided_upto < self.catchup_target {
+            self.catchup_asked_ms = Some(now);
+            out.push(Output::Send {
+                to: from,
+                msg: Message::CatchUp {
+                    from_slot: self.decided_upto,
+                },
+            });
+        }
+    }
+
+    /// A membership change was executed.
     fn after_change(&mut self, now: Millis, out: &mut Vec<Output>) {
         if !self.view.contains(self.id) {
             // Removed: stop voting and leading; the runtime stops serving.

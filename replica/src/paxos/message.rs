@@ -1,6 +1,7 @@
 //! Messages between replicas. Every message carries the sender's ballot so a receiver can
 //! tell a stale leader from the current one.
 
+use super::durable::Snapshot;
 use crate::command::{ReplicaId, SlotValue};
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,10 @@ pub enum Message {
         first_slot: u64,
         values: Vec<SlotValue>,
     },
+    /// The slots asked for were compacted away: install this snapshot instead.
+    InstallSnapshot { snapshot: Snapshot },
+    /// The leader hands leadership over: start an election now.
+    TakeOver { ballot: Ballot },
 }
 
 impl Message {
@@ -76,6 +81,8 @@ impl Message {
             Message::HeartbeatAck { .. } => "HeartbeatAck",
             Message::CatchUp { .. } => "CatchUp",
             Message::Decided { .. } => "Decided",
+            Message::InstallSnapshot { .. } => "InstallSnapshot",
+            Message::TakeOver { .. } => "TakeOver",
         }
     }
 }

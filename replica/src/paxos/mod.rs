@@ -3,9 +3,11 @@
 //! drive the same code.
 
 pub mod core;
+pub mod durable;
 pub mod message;
 
 pub use self::core::{Config, Millis, Output, Paxos, ProposeError};
+pub use durable::{Durable, Record, Snapshot};
 pub use message::{AcceptedEntry, Ballot, Message};
 
 #[cfg(test)]

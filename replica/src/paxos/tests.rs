@@ -60,6 +60,7 @@ fn cfg() -> Config {
         window: 4,
         max_batch: 8,
         catchup_batch: 16,
+        ..Config::default()
     }
 }
 
@@ -107,7 +108,7 @@ impl Cluster {
                     );
                     log.push(value);
                 }
-                Output::ViewChanged(_) => {}
+                Output::ViewChanged(_) | Output::Persist(_) | Output::Restore(_) => {}
             }
         }
     }

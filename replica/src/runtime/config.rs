@@ -15,6 +15,9 @@ pub struct ReplicaConfig {
     /// `-b`: a member to join through; none means this replica founds a new group.
     pub bootstrap: Option<String>,
     pub timing: Timing,
+    /// `-w` / `--data-dir`: where the write-ahead log and snapshots live; none keeps
+    /// everything in memory.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl ReplicaConfig {

@@ -25,6 +25,7 @@ pub async fn run_local(
             port: p,
             bootstrap: (i > 0).then(|| format!("127.0.0.1:{port}")),
             timing: Timing::default(),
+            data_dir: None,
         };
         addrs.push(cfg.advertised());
         tasks.push(start_replica(cfg).await?);

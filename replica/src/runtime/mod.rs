@@ -11,10 +11,11 @@ pub use config::{ReplicaConfig, Timing};
 pub use local::run_local;
 
 use crate::command::{Command, ReplicaId, Value, View};
-use crate::net::wire::{ClientFrame, PeerFrame, ReplicaFrame};
+use crate::net::wire::{ClientFrame, MembershipReply, PeerFrame, ReplicaFrame, ReplyResult};
 use crate::node::{Action, ConnId, Node, NodeConfig};
 use crate::paxos;
 use crate::state::StateMachine;
+use crate::storage::{Identity, Storage, StorageError};
 use listener::Input;
 use peers::Peers;
 use std::collections::HashMap;
@@ -33,6 +34,8 @@ pub enum RuntimeError {
     Join { bootstrap: String, reason: String },
     #[error("unknown object type {0:?} for -o (try counter, lock, semaphore, ...)")]
     UnknownObject(String),
+    #[error("data directory: {0}")]
+    Storage(#[from] StorageError),
     #[error("{0}")]
     Other(String),
 }
@@ -80,6 +83,24 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         }
         None => None,
     };
+    // The disk first: a replica that cannot trust its data must not even listen.
+    let mut storage = None;
+    let mut recovered = None;
+    if let Some(dir) = &cfg.data_dir {
+        let opened = Storage::open(dir)?;
+        if let Some(ident) = opened.identity {
+            if ident.addr != me {
+                return Err(RuntimeError::Other(format!(
+                    "{} holds the data of replica {} at {}, not of {me}; use its address or another directory",
+                    dir.display(),
+                    ident.id,
+                    ident.addr
+                )));
+            }
+            recovered = Some((ident, opened.durable));
+        }
+        storage = Some(opened.storage);
+    }
     let listener = listener::bind(&cfg.addr, cfg.port)
         .await
         .map_err(|source| RuntimeError::Bind {
@@ -98,12 +119,40 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             ..paxos::Config::default()
         },
         session_lease_ms: cfg.timing.session_lease.as_millis() as u64,
+        ..NodeConfig::default()
     };
     let clock = Instant::now();
     let seed: u64 = rand::random();
     let state = StateMachine::new(types);
-    let (node, first_actions, view) = match &cfg.bootstrap {
-        None => {
+    let (node, first_actions, view) = match (&cfg.bootstrap, recovered) {
+        (_, Some((ident, durable))) => {
+            let node = Node::recover(
+                &me,
+                ident.id,
+                ident.genesis,
+                node_cfg,
+                state,
+                &durable,
+                seed,
+                0,
+            )
+            .map_err(RuntimeError::Other)?;
+            tracing::info!(
+                "replica {} at {me} recovered from its disk: snapshot at slot {}, {} records, decided up to slot {}",
+                ident.id,
+                durable.snapshot.as_ref().map_or(0, |s| s.slot),
+                durable.records.len(),
+                node.paxos().decided_upto()
+            );
+            if cfg.bootstrap.is_some() {
+                tracing::info!(
+                    "-b ignored: this replica is already a member (its data directory says so)"
+                );
+            }
+            let view = node.view().clone();
+            (node, Vec::new(), view)
+        }
+        (None, None) => {
             let first = default_object
                 .iter()
                 .map(|(name, class)| Command::EnsureObject {
@@ -112,12 +161,19 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
                     args: Vec::<Value>::new(),
                 })
                 .collect();
+            if let Some(st) = &mut storage {
+                st.save_identity(&Identity {
+                    id: 1,
+                    addr: me.clone(),
+                    genesis: View::founded_by(&me),
+                })?;
+            }
             let (node, actions) = Node::found(&me, node_cfg, state, first, seed, 0);
             let view = node.view().clone();
             tracing::info!("replica 1 at {me} founded a new group");
             (node, actions, view)
         }
-        Some(bootstrap) => {
+        (Some(bootstrap), None) => {
             let joined = join::join(bootstrap, &me, cfg.timing.join_timeout)
                 .await
                 .map_err(|reason| RuntimeError::Join {
@@ -131,6 +187,13 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             );
             if let Some((name, _)) = &default_object {
                 tracing::info!("-o {name}: a joining replica uses the group's objects");
+            }
+            if let Some(st) = &mut storage {
+                st.save_identity(&Identity {
+                    id: joined.id,
+                    addr: me.clone(),
+                    genesis: joined.genesis.clone(),
+                })?;
             }
             let node = Node::joined(&me, joined.id, joined.genesis, node_cfg, state, seed, 0);
             (node, Vec::new(), joined.view)
@@ -149,8 +212,12 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         joiners: HashMap::new(),
         clock,
         _identity: identity_tx,
+        storage,
+        halted: None,
+        pending: Vec::new(),
     };
     driver.perform(first_actions);
+    driver.flush();
     Ok(Running {
         task: tokio::spawn(driver.run(inputs)),
         view: view_rx,
@@ -167,6 +234,13 @@ struct Driver {
     view: watch::Sender<View>,
     clock: Instant,
     _identity: watch::Sender<u64>,
+    /// `-w`: the write-ahead log; None keeps everything in memory.
+    storage: Option<Storage>,
+    /// Set when the disk failed: the replica stops taking part (its memory may be ahead of
+    /// its disk) and tells clients why, until it is restarted.
+    halted: Option<String>,
+    /// Actions of the current batch, performed after their records are durable.
+    pending: Vec<Action>,
 }
 
 impl Driver {
@@ -185,18 +259,23 @@ impl Driver {
                         return Err(RuntimeError::Other("listener stopped".into()));
                     };
                     self.handle(input);
-                    // Drain what else is ready before the timers, so bursts batch well.
+                    // Drain what else is ready before the timers, so bursts batch well
+                    // (and share one fsync: group commit).
                     for _ in 0..256 {
                         match inputs.try_recv() {
                             Ok(input) => self.handle(input),
                             Err(_) => break,
                         }
                     }
+                    self.flush();
                 }
                 _ = tick.tick() => {
-                    let now = self.now();
-                    let actions = self.node.on_tick(now);
-                    self.perform(actions);
+                    if self.halted.is_none() {
+                        let now = self.now();
+                        let actions = self.node.on_tick(now);
+                        self.perform(actions);
+                        self.flush();
+                    }
                 }
             }
         }
@@ -219,8 +298,17 @@ impl Driver {
                 self.node.on_closed(conn);
                 return;
             }
+            Input::Client { conn, frame } if self.halted.is_some() => {
+                self.refuse_halted(conn, frame);
+                return;
+            }
+            Input::Join { .. } | Input::Peer { .. } if self.halted.is_some() => return,
             Input::Client { conn, frame } => match frame {
                 ClientFrame::Request(cmd) => self.node.on_request(now, conn, cmd),
+                ClientFrame::Membership(change) => {
+                    tracing::info!("membership change asked: {change:?}");
+                    self.node.on_membership(now, conn, change)
+                }
                 ClientFrame::KeepAlive { session } => self.node.on_keepalive(now, conn, session),
                 ClientFrame::Status => {
                     vec![Action::Reply {
@@ -238,7 +326,65 @@ impl Driver {
         self.perform(actions);
     }
 
+    /// A halted replica still answers, with the reason it cannot serve.
+    fn refuse_halted(&mut self, conn: ConnId, frame: ClientFrame) {
+        let reason = self.halted.clone().unwrap_or_default();
+        let frame = match frame {
+            ClientFrame::Request(cmd) => ReplicaFrame::Reply {
+                session: cmd.session,
+                seq: cmd.seq,
+                result: ReplyResult::Unavailable { reason },
+            },
+            ClientFrame::KeepAlive { .. } => ReplicaFrame::NotLeader { leader: None },
+            ClientFrame::Status => ReplicaFrame::Status(self.node.status()),
+            ClientFrame::Membership(_) => {
+                ReplicaFrame::Membership(MembershipReply::Refused { reason })
+            }
+        };
+        self.dispatch(vec![Action::Reply { conn, frame }]);
+    }
+
+    /// Queues actions; [`Driver::flush`] performs them once their records are durable.
     fn perform(&mut self, actions: Vec<Action>) {
+        self.pending.extend(actions);
+    }
+
+    /// Writes the batch's records with one fsync, then performs its actions. If the disk
+    /// fails, none of them leaves this replica: nothing unsaved is ever acknowledged.
+    fn flush(&mut self) {
+        let actions = std::mem::take(&mut self.pending);
+        if let Some(storage) = &mut self.storage {
+            let needs_disk = actions
+                .iter()
+                .any(|a| matches!(a, Action::Persist(_) | Action::SaveSnapshot(..)));
+            if needs_disk && let Err(e) = write_batch(storage, &actions) {
+                let reason = format!(
+                    "this replica stopped: it cannot write its log in {}: {e}{}",
+                    storage.dir().display(),
+                    if e.is_full() {
+                        " (free disk space, then restart it)"
+                    } else {
+                        ""
+                    }
+                );
+                self.halt(reason);
+                return;
+            }
+        }
+        self.dispatch(actions);
+    }
+
+    fn halt(&mut self, reason: String) {
+        tracing::error!("{reason}");
+        self.halted = Some(reason);
+        // Clients waiting here learn why and go elsewhere.
+        let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+        for conn in conns {
+            self.node.on_closed(conn);
+        }
+    }
+
+    fn dispatch(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
                 Action::Send { to, msg } => self.peers.send(to, msg),
@@ -275,7 +421,32 @@ impl Driver {
                 Action::Removed => {
                     tracing::warn!("this replica was removed from the view; it no longer serves");
                 }
+                Action::Persist(_) | Action::SaveSnapshot(..) => {}
+                Action::Fatal(reason) => self.halt(reason),
             }
         }
+    }
+}
+
+/// Appends the batch's records (and snapshots) and syncs once. The fsync blocks this task
+/// only: other tasks keep reading sockets meanwhile, so the next batch grows (group commit).
+fn write_batch(storage: &mut Storage, actions: &[Action]) -> Result<(), StorageError> {
+    let write = |storage: &mut Storage| {
+        for a in actions {
+            match a {
+                Action::Persist(r) => storage.append(r)?,
+                Action::SaveSnapshot(snapshot, records) => {
+                    storage.save_snapshot(snapshot, records)?
+                }
+                _ => {}
+            }
+        }
+        storage.sync()
+    };
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| write(storage))
+        }
+        _ => write(storage),
     }
 }
