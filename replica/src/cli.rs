@@ -29,6 +29,8 @@ pub enum Command {
     Call(CallArgs),
     /// Show every replica's view, leader, ballot and slots.
     Status(StatusArgs),
+    /// Add or remove one replica (the view changes through consensus, one member at a time).
+    Membership(MembershipArgs),
     /// Measure increments per second and latency with 1, 8, 64... concurrent clients.
     Bench(BenchArgs),
     /// Print the log lines replicas send with -l, prefixed by sender.
@@ -108,6 +110,9 @@ pub struct ReplicaArgs {
     /// How long a joining replica (-b) keeps trying before giving up, in milliseconds [default: 30000]
     #[arg(long, value_name = "MS")]
     pub join_timeout_ms: Option<u64>,
+    /// Snapshot the objects and compact the log every N slots (default 10000)
+    #[arg(long = "snapshot-every", value_name = "SLOTS")]
+    pub snapshot_every: Option<u64>,
 }
 
 impl ReplicaArgs {
@@ -166,6 +171,14 @@ impl ReplicaArgs {
         if let Some(v) = self.join_timeout_ms {
             t.join_timeout = ms("join-timeout-ms", v)?;
         }
+        if let Some(v) = self.snapshot_every {
+            if v == 0 {
+                return Err(CliError::Usage(
+                    "--snapshot-every must be at least 1".into(),
+                ));
+            }
+            t.snapshot_every = v;
+        }
         if t.election <= t.heartbeat {
             return Err(CliError::Usage(format!(
                 "the election timeout ({:?}) must be longer than the heartbeat ({:?})",
@@ -202,6 +215,33 @@ pub struct CallArgs {
     /// OBJECT METHOD [ARG...]; with --create, the constructor's ARGs
     #[arg(value_name = "ARGS", allow_negative_numbers = true)]
     pub rest: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MembershipArgs {
+    #[command(subcommand)]
+    pub action: MembershipAction,
+    /// How long to keep trying (elections and hand-overs included)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MembershipAction {
+    /// Add a replica that listens (or will listen) at REPLICA ("host:port")
+    Add {
+        #[arg(value_name = "ADDRS")]
+        addrs: String,
+        #[arg(value_name = "REPLICA")]
+        replica: String,
+    },
+    /// Remove a member, by id or "host:port"; a leader hands over leadership first
+    Remove {
+        #[arg(value_name = "ADDRS")]
+        addrs: String,
+        #[arg(value_name = "REPLICA")]
+        replica: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -333,6 +373,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => {
             logging::init_tool(false)?;
             tools::status::run(&args).await
+        }
+        Command::Membership(args) => {
+            logging::init_tool(false)?;
+            tools::membership::run(&args).await
         }
         Command::Bench(args) => {
             logging::init_tool(false)?;

@@ -71,7 +71,12 @@ pub enum Command {
 pub struct View {
     /// Grows by one with every membership change.
     pub number: u64,
+    /// Voting members.
     pub members: BTreeMap<ReplicaId, String>,
+    /// Members that receive the log but do not vote yet: a replica is added as a learner
+    /// and promoted once it has caught up, so adding one never stalls the group.
+    #[serde(default)]
+    pub learners: BTreeMap<ReplicaId, String>,
     /// The id the next member to join will receive.
     pub next_id: ReplicaId,
 }
@@ -84,27 +89,47 @@ impl View {
         View {
             number: 1,
             members,
+            learners: BTreeMap::new(),
             next_id: 2,
         }
     }
 
+    /// Votes needed among the voting members.
     pub fn majority(&self) -> usize {
         self.members.len() / 2 + 1
     }
 
+    /// Whether `id` is a voting member.
     pub fn contains(&self, id: ReplicaId) -> bool {
         self.members.contains_key(&id)
     }
 
+    /// Whether `id` is a voting member or a learner.
+    pub fn knows(&self, id: ReplicaId) -> bool {
+        self.members.contains_key(&id) || self.learners.contains_key(&id)
+    }
+
+    pub fn is_learner(&self, id: ReplicaId) -> bool {
+        self.learners.contains_key(&id)
+    }
+
+    /// Voting members and learners, with their addresses.
+    pub fn everyone(&self) -> impl Iterator<Item = (ReplicaId, &str)> {
+        self.members
+            .iter()
+            .chain(self.learners.iter())
+            .map(|(id, a)| (*id, a.as_str()))
+    }
+
     pub fn addr_of(&self, id: ReplicaId) -> Option<&str> {
-        self.members.get(&id).map(String::as_str)
+        self.members
+            .get(&id)
+            .or_else(|| self.learners.get(&id))
+            .map(String::as_str)
     }
 
     pub fn id_of(&self, addr: &str) -> Option<ReplicaId> {
-        self.members
-            .iter()
-            .find(|(_, a)| a.as_str() == addr)
-            .map(|(id, _)| *id)
+        self.everyone().find(|(_, a)| *a == addr).map(|(id, _)| id)
     }
 
     /// Applies a change and returns the new view (the change's own effect only).
@@ -114,15 +139,22 @@ impl View {
         match change {
             Reconfig::Add { addr } => {
                 // An address that comes back (say, a pod with an empty disk) joins as a new
-                // member: its old identity, with whatever it promised, is retired.
+                // learner: its old identity, with whatever it promised, is retired.
                 if let Some(old) = next.id_of(addr) {
                     next.members.remove(&old);
+                    next.learners.remove(&old);
                 }
-                next.members.insert(next.next_id, addr.clone());
+                next.learners.insert(next.next_id, addr.clone());
                 next.next_id += 1;
+            }
+            Reconfig::Promote { id } => {
+                if let Some(addr) = next.learners.remove(id) {
+                    next.members.insert(*id, addr);
+                }
             }
             Reconfig::Remove { id } => {
                 next.members.remove(id);
+                next.learners.remove(id);
             }
         }
         next
@@ -132,7 +164,11 @@ impl View {
 /// A membership change. It occupies a slot of its own and takes effect from the next slot.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Reconfig {
+    /// Adds a learner at `addr` (retiring any member already at that address).
     Add { addr: String },
+    /// Makes a learner that has caught up a voting member.
+    Promote { id: ReplicaId },
+    /// Removes a member or learner.
     Remove { id: ReplicaId },
 }
 

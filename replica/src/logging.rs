@@ -145,12 +145,12 @@ fn forward(addr: &str, rx: &Receiver<Vec<u8>>) {
                 }
             }
         }
-        if let Some(stream) = conn.as_mut() {
-            if stream.write_all(&line).is_err() {
-                conn = None;
-                retry_at = Instant::now() + backoff;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
+        if let Some(stream) = conn.as_mut()
+            && stream.write_all(&line).is_err()
+        {
+            conn = None;
+            retry_at = Instant::now() + backoff;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 }

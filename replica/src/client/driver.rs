@@ -496,7 +496,7 @@ impl Driver {
             self.fail_waiting(&e);
         }
         // Try the next address at once, but pause after a full round of failures.
-        let delay = if self.connect_failures % self.peers.len() == 0 {
+        let delay = if self.connect_failures.is_multiple_of(self.peers.len()) {
             self.backoff.next()
         } else {
             Duration::ZERO
@@ -579,7 +579,7 @@ impl Driver {
             }
             ReplicaFrame::NotLeader { leader } => self.redirect(leader),
             ReplicaFrame::Status(report) => {
-                for addr in report.view.members.values() {
+                for (_, addr) in report.view.everyone() {
                     self.peers.learn(addr);
                 }
             }

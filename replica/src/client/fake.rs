@@ -210,6 +210,8 @@ pub fn report(replica: ReplicaId, members: &[&str]) -> StatusReport {
         view = view.apply(&crate::command::Reconfig::Add {
             addr: m.to_string(),
         });
+        let id = view.next_id - 1;
+        view = view.apply(&crate::command::Reconfig::Promote { id });
     }
     StatusReport {
         replica,

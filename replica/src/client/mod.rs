@@ -23,6 +23,7 @@ mod convert;
 mod driver;
 mod error;
 mod handle;
+mod membership;
 mod options;
 mod proxies;
 
@@ -36,6 +37,7 @@ pub use conn::fetch_status;
 pub use convert::truthy;
 pub use error::ClientError;
 pub use handle::{Client, is_blocking_method};
+pub use membership::{add_member, remove_member};
 pub use options::ClientOptions;
 pub use proxies::{
     Bank, Barrier, BoundedSemaphore, Condition, Counter, Dict, JobManager, Lock, Log, Membership,

@@ -143,7 +143,7 @@ impl Node {
         let mut actions = Vec::new();
         node.perform(now, out, &mut actions);
         // Recovery replays history: whatever it would tell clients or peers is stale.
-        node.member = node.paxos.view().contains(id);
+        node.member = node.paxos.view().knows(id);
         node.removed = !node.member;
         Ok(node)
     }
@@ -154,7 +154,7 @@ impl Node {
     }
 
     fn with(addr: &str, cfg: NodeConfig, paxos: Paxos, state: StateMachine) -> Node {
-        let member = paxos.view().contains(paxos.id());
+        let member = paxos.view().knows(paxos.id());
         Node {
             member,
             addr: addr.to_string(),
@@ -299,6 +299,22 @@ impl Node {
     /// A replica at `addr` asks to join (answered with a `PeerFrame`).
     pub fn on_join(&mut self, now: Millis, conn: ConnId, addr: String) -> Vec<Action> {
         let mut actions = Vec::new();
+        // A learner added ahead of time (by an administrator or the operator) has never
+        // voted, so a fresh process may take its identity as it is.
+        let view = self.paxos.view();
+        if self.paxos.is_leader()
+            && let Some(id) = view.id_of(&addr).filter(|id| view.is_learner(*id))
+        {
+            actions.push(Action::JoinReply {
+                conn,
+                frame: PeerFrame::Joined {
+                    id,
+                    view: view.clone(),
+                    genesis: self.paxos.genesis_view().clone(),
+                },
+            });
+            return actions;
+        }
         match self.propose_change(
             now,
             Reconfig::Add { addr },
@@ -340,13 +356,21 @@ impl Node {
             return actions;
         }
         let reconfig = match change {
-            MembershipChange::Add { addr } => Reconfig::Add { addr },
+            MembershipChange::Add { addr } => {
+                // Adding a member twice is a no-op, so an administrator may retry.
+                if self.paxos.view().id_of(&addr).is_some() {
+                    let view = self.paxos.view().clone();
+                    actions.push(answer(MembershipReply::Done { view }));
+                    return actions;
+                }
+                Reconfig::Add { addr }
+            }
             MembershipChange::Remove { replica } => {
                 let view = self.paxos.view();
                 let id = replica
                     .parse::<ReplicaId>()
                     .ok()
-                    .filter(|id| view.contains(*id))
+                    .filter(|id| view.knows(*id))
                     .or_else(|| view.id_of(&replica));
                 let Some(id) = id else {
                     actions.push(answer(MembershipReply::Refused {
@@ -354,7 +378,7 @@ impl Node {
                     }));
                     return actions;
                 };
-                if view.members.len() == 1 {
+                if view.members.len() == 1 && view.contains(id) {
                     actions.push(answer(MembershipReply::Refused {
                         reason: "cannot remove the last member of the group".into(),
                     }));
@@ -451,7 +475,7 @@ impl Node {
                     }
                 }
                 paxos::Output::ViewChanged(view) => {
-                    let member = view.contains(self.id());
+                    let member = view.knows(self.id());
                     actions.push(Action::ViewChanged(view));
                     if self.member && !member {
                         self.removed = true;

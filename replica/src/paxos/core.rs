@@ -120,6 +120,9 @@ struct Leadership {
     last_heartbeat_ms: Millis,
     /// When each follower last answered, for stepping down without a majority.
     last_ack_ms: BTreeMap<ReplicaId, Millis>,
+    /// Each follower's decided prefix as it last reported it (learners are promoted once
+    /// theirs is close to ours).
+    progress: BTreeMap<ReplicaId, u64>,
     since_ms: Millis,
 }
 
@@ -459,11 +462,15 @@ impl Paxos {
                 ballot,
                 decided_upto,
             } => self.on_heartbeat(now, from, ballot, decided_upto, out),
-            Message::HeartbeatAck { ballot, .. } => {
+            Message::HeartbeatAck {
+                ballot,
+                decided_upto,
+            } => {
                 if let Role::Leader(l) = &mut self.role
                     && l.ballot == ballot
                 {
                     l.last_ack_ms.insert(from, now);
+                    l.progress.insert(from, decided_upto);
                 }
             }
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot, out),
@@ -527,12 +534,21 @@ impl Paxos {
                     }
                 }
             }
-            Role::Leader(_) => self.leader_tick(now, out),
+            Role::Leader(_) => {
+                self.leader_tick(now, out);
+                self.fill_window(now, out);
+            }
         }
     }
 
     fn leader_tick(&mut self, now: Millis, out: &mut Vec<Output>) {
         let others: Vec<ReplicaId> = self.others().collect();
+        let voters: Vec<ReplicaId> = others
+            .iter()
+            .copied()
+            .filter(|id| self.view.contains(*id))
+            .collect();
+        let learners: Vec<ReplicaId> = self.view.learners.keys().copied().collect();
         let majority = self.view.majority();
         let cfg = self.cfg.clone();
         let decided_upto = self.decided_upto;
@@ -541,7 +557,7 @@ impl Paxos {
         };
         // A leader that has not heard from a majority for a while steps down, so clients
         // cut off with it are redirected instead of waiting forever.
-        let live = 1 + others
+        let live = 1 + voters
             .iter()
             .filter(|id| {
                 l.last_ack_ms
@@ -552,6 +568,16 @@ impl Paxos {
         if live < majority && now.saturating_sub(l.since_ms) >= 2 * cfg.election_ms {
             self.step_down(now, None);
             return;
+        }
+        // A learner that has caught up becomes a voter (one change at a time).
+        if l.recovering.is_none() && l.pending_change.is_none() && l.change_slot.is_none() {
+            let close = decided_upto.saturating_sub(cfg.window as u64);
+            if let Some(id) = learners
+                .iter()
+                .find(|id| l.progress.get(id).is_some_and(|p| *p >= close))
+            {
+                l.pending_change = Some(Reconfig::Promote { id: *id });
+            }
         }
         if now.saturating_sub(l.last_heartbeat_ms) >= cfg.heartbeat_ms {
             l.last_heartbeat_ms = now;
@@ -946,6 +972,7 @@ impl Paxos {
             change_slot: None,
             last_heartbeat_ms: 0,
             last_ack_ms: BTreeMap::new(),
+            progress: BTreeMap::new(),
             since_ms: now,
         }));
     }
@@ -1143,6 +1170,19 @@ impl Paxos {
             self.log.push(value.clone());
             if let SlotValue::Reconfig(change) = &value {
                 self.view = self.view.apply(change);
+                // A removed member gets no more messages from the new view: tell it now
+                // that its removal is decided, so it stops serving instead of redirecting.
+                if let (Reconfig::Remove { id }, Role::Leader(l)) = (change, &self.role)
+                    && *id != self.id
+                {
+                    out.push(Output::Send {
+                        to: *id,
+                        msg: Message::Heartbeat {
+                            ballot: l.ballot,
+                            decided_upto: self.decided_upto,
+                        },
+                    });
+                }
                 out.push(Output::Execute { slot, value });
                 out.push(Output::ViewChanged(self.view.clone()));
                 self.after_change(now, out);
@@ -1203,11 +1243,11 @@ impl Paxos {
 
     // ----- helpers -----
 
+    /// Everyone but us that should hear from a leader: voting members and learners.
     fn others(&self) -> impl Iterator<Item = ReplicaId> + '_ {
         self.view
-            .members
-            .keys()
-            .copied()
+            .everyone()
+            .map(|(id, _)| id)
             .filter(move |id| *id != self.id)
     }
 

@@ -48,6 +48,7 @@ fn static_view(n: u64) -> View {
     View {
         number: 1,
         members: (1..=n).map(|i| (i, format!("r{i}"))).collect(),
+        learners: BTreeMap::new(),
         next_id: n + 1,
     }
 }
@@ -135,7 +136,7 @@ impl Cluster {
             }
             self.handle(id, out, f);
         }
-        if f.partitions && self.now % 400 == 0 {
+        if f.partitions && self.now.is_multiple_of(400) {
             self.cut.clear();
             if self.rng.chance(50) {
                 // Isolate one replica from everyone, both ways.
@@ -205,7 +206,7 @@ fn run(seed: u64, n: u64, f: Faults, commands: u64) {
         if c.rng.chance(20) && next < commands && c.propose(Command::ExpireSession(next), f) {
             next += 1;
         }
-        if c.now % 97 == 0 {
+        if c.now.is_multiple_of(97) {
             c.check_agreement();
         }
     }
@@ -446,14 +447,21 @@ fn membership_change_adds_a_replica_that_catches_up_and_votes() {
         c.step(f);
     }
     let view = c.nodes[&leader].view().clone();
-    assert_eq!(view.members.len(), 4);
+    // Added as a learner: it does not vote until it has caught up.
+    assert_eq!(view.members.len(), 3);
+    assert!(view.is_learner(4));
     assert_eq!(view.addr_of(4), Some("r4"));
     // The joiner replays from slot 0 with the genesis view.
     c.nodes
         .insert(4, Paxos::new(4, static_view(3), cfg(), 4, c.now));
     c.executed.insert(4, Vec::new());
+    // Promoting the learner is a view change (a fresh phase 1): retry like a client.
     for i in 20..40 {
-        c.propose(Command::ExpireSession(i), f);
+        let mut tries = 0;
+        while !c.propose(Command::ExpireSession(i), f) && tries < 2000 {
+            c.step(f);
+            tries += 1;
+        }
         c.step(f);
     }
     for _ in 0..500 {
@@ -465,7 +473,11 @@ fn membership_change_adds_a_replica_that_catches_up_and_votes() {
         c.executed_commands(4).is_superset(&all),
         "joiner did not catch up"
     );
-    assert_eq!(c.nodes[&4].view().members.len(), 4);
+    assert_eq!(
+        c.nodes[&4].view().members.len(),
+        4,
+        "the caught-up learner was promoted"
+    );
     // Now remove two old members; the remaining pair (one old, the joiner) still decides.
     for victim in [1u64, 2] {
         let leader = c

@@ -39,6 +39,9 @@ pub struct Timing {
     pub session_lease: Duration,
     /// How long a joining replica keeps trying its bootstrap before giving up.
     pub join_timeout: Duration,
+    /// Snapshot the objects and compact the log every this many slots; followers further
+    /// behind than that receive the snapshot instead of the log.
+    pub snapshot_every: u64,
 }
 
 impl Default for Timing {
@@ -48,6 +51,7 @@ impl Default for Timing {
             election: Duration::from_millis(500),
             session_lease: Duration::from_secs(10),
             join_timeout: Duration::from_secs(30),
+            snapshot_every: 10_000,
         }
     }
 }

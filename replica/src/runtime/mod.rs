@@ -116,10 +116,11 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             heartbeat_ms: cfg.timing.heartbeat.as_millis() as u64,
             election_ms: cfg.timing.election.as_millis() as u64,
             retransmit_ms: (cfg.timing.heartbeat.as_millis() as u64 * 4).max(20),
+            log_keep: cfg.timing.snapshot_every,
             ..paxos::Config::default()
         },
         session_lease_ms: cfg.timing.session_lease.as_millis() as u64,
-        ..NodeConfig::default()
+        snapshot_every: cfg.timing.snapshot_every,
     };
     let clock = Instant::now();
     let seed: u64 = rand::random();

@@ -42,7 +42,7 @@ impl Peers {
         self.view_number = view.number;
         self.links
             .retain(|id, (addr, _)| view.addr_of(*id) == Some(addr.as_str()));
-        for (&id, addr) in &view.members {
+        for (id, addr) in view.everyone() {
             if id == self.me || self.links.contains_key(&id) {
                 continue;
             }
@@ -51,10 +51,10 @@ impl Peers {
                 self.me,
                 self.my_addr.clone(),
                 id,
-                addr.clone(),
+                addr.to_string(),
                 rx,
             ));
-            self.links.insert(id, (addr.clone(), tx));
+            self.links.insert(id, (addr.to_string(), tx));
         }
     }
 

@@ -1,7 +1,8 @@
-//! The command-line tools behind `concoord call | status | bench | logdaemon`. Each takes
+//! The command-line tools behind `concoord call | status | bench | logdaemon | membership`. Each takes
 //! its parsed arguments from [`crate::cli`] and returns a [`crate::cli::CliError`].
 
 pub mod bench;
 pub mod call;
 pub mod logdaemon;
+pub mod membership;
 pub mod status;

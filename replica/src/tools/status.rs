@@ -43,9 +43,9 @@ pub async fn survey(seeds: Vec<String>, limit: Duration) -> Vec<Probe> {
         let mut next = Vec::new();
         for (addr, result) in frontier.into_iter().zip(answers) {
             if let Ok(report) = &result {
-                for member in report.view.members.values() {
-                    if seen.len() < MAX_REPLICAS && seen.insert(member.clone()) {
-                        next.push(member.clone());
+                for (_, member) in report.view.everyone() {
+                    if seen.len() < MAX_REPLICAS && seen.insert(member.to_string()) {
+                        next.push(member.to_string());
                     }
                 }
             }
