@@ -406,12 +406,8 @@ proxy!(
     RLock,
     rlock
 );
+// Like Python's RLock, it has no locked().
 acquire_release!(RLock);
-impl RLock {
-    pub async fn locked(&self) -> Result<bool, ClientError> {
-        self.0.truth("locked", vec![]).await
-    }
-}
 
 proxy!(
     /// `Semaphore(count=1)`.
