@@ -3,6 +3,7 @@
 //! with a clear message rather than ignored.
 
 use crate::client::{ClientError, check_addr};
+use crate::dns::route53::credentials;
 use crate::logging::{self, LoggingError};
 use crate::runtime::{self, ReplicaConfig, RuntimeError, Timing};
 use crate::tools;
@@ -37,12 +38,12 @@ pub enum Command {
     Logdaemon(LogdaemonArgs),
     /// Run a ready local cluster on 127.0.0.1 for trying things out.
     Local(LocalArgs),
-    /// Store the AWS access key id for Route53 (not available yet).
+    /// Store the AWS access key id for Route53 (-r) in a private (0600) config file.
     Route53id {
         #[arg(value_name = "KEY_ID")]
         key: String,
     },
-    /// Store the AWS secret access key for Route53 (not available yet).
+    /// Store the AWS secret access key for Route53 (-r) in a private (0600) config file.
     Route53key {
         #[arg(value_name = "SECRET")]
         secret: String,
@@ -64,7 +65,9 @@ Examples:
   concoord call \"127.0.0.1:14000, 127.0.0.1:14001\" counter getvalue
   concoord call 127.0.0.1:14000 --create q Queue 10
   concoord call 127.0.0.1:14000 --delete q
-  concoord call 127.0.0.1:14000 --list";
+  concoord call 127.0.0.1:14000 --list
+  concoord call counterdomain.com counter getvalue     (replicas from _concoord._tcp SRV)
+  concoord call --dns-server 127.0.0.1:5353 counterdomain.com counter getvalue";
 
 #[derive(Args, Debug)]
 pub struct ReplicaArgs {
@@ -83,18 +86,36 @@ pub struct ReplicaArgs {
     /// Send log lines to a `concoord logdaemon`
     #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
     pub logger: Option<String>,
-    /// Serve DNS for this domain (not available yet)
+    /// Serve DNS for this domain: A, SRV _concoord._tcp, TXT, NS and SOA from the view
     #[arg(short = 'n', long = "domainname", value_name = "DOMAIN")]
     pub domainname: Option<String>,
-    /// Publish the view to Route53 (not available yet)
-    #[arg(short = 'r', long = "route53")]
+    /// Also keep a Route53 hosted zone for the domain (-n) in step with the view
+    #[arg(short = 'r', long = "route53", requires = "domainname")]
     pub route53: bool,
+    /// Address the nameserver listens on [default: the -a address when it is an IP, else 0.0.0.0]
+    #[arg(long = "dns-addr", value_name = "IP")]
+    pub dns_addr: Option<std::net::IpAddr>,
+    /// Port the nameserver listens on (UDP and TCP); below 1024 needs root
+    #[arg(long = "dns-port", value_name = "PORT", default_value_t = crate::dns::DEFAULT_PORT)]
+    pub dns_port: u16,
+    /// IP published in DNS for this replica instead of its -a address (e.g. a pod's IP)
+    #[arg(long = "advertise-ip", value_name = "IP")]
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// Route53 hosted zone id [default: looked up by the domain name]
+    #[arg(long = "route53-zone-id", value_name = "ID", requires = "route53")]
+    pub route53_zone_id: Option<String>,
+    /// Log the Route53 change batches instead of sending them
+    #[arg(long = "route53-dry-run", requires = "route53")]
+    pub route53_dry_run: bool,
     /// Keep the log and snapshots on disk (in --data-dir, default ./concoord-data-<addr>-<port>)
     #[arg(short = 'w', long = "writetodisk")]
     pub writetodisk: bool,
     /// Directory for the write-ahead log and snapshots (implies -w)
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Let test harnesses cut and restore this replica's links (never in production)
+    #[arg(long = "allow-fault-injection", hide = true)]
+    pub allow_fault_injection: bool,
     /// Debug logging
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -118,19 +139,11 @@ pub struct ReplicaArgs {
 impl ReplicaArgs {
     /// The replica's configuration, or the reason these flags cannot run.
     pub fn config(&self) -> Result<ReplicaConfig, CliError> {
-        if self.domainname.is_some() {
-            return Err(CliError::NotAvailable(
-                "-n/--domainname (DNS name server) is not available yet".into(),
-            ));
-        }
-        if self.route53 {
-            return Err(CliError::NotAvailable(
-                "-r/--route53 (Route53 name server) is not available yet".into(),
-            ));
-        }
         check_addr(&format!("{}:{}", self.addr, self.port))
             .map_err(|e| CliError::Usage(format!("-a: {e}")))?;
-        if let Some(boot) = &self.boot {
+        if let Some(boot) = &self.boot
+            && !crate::dns::discover::is_domain(boot)
+        {
             check_addr(boot).map_err(|e| CliError::Usage(format!("-b: {e}")))?;
         }
         if let Some(logger) = &self.logger {
@@ -147,7 +160,32 @@ impl ReplicaArgs {
                     std::path::PathBuf::from(format!("concoord-data-{}-{}", self.addr, self.port))
                 })
             }),
+            allow_fault_injection: self.allow_fault_injection,
+            dns: self.dns()?,
         })
+    }
+
+    /// The nameserver settings of `-n`, `--dns-*`, `--advertise-ip` and `-r`.
+    fn dns(&self) -> Result<Option<crate::dns::DnsSettings>, CliError> {
+        let Some(domain) = &self.domainname else {
+            return Ok(None);
+        };
+        crate::dns::zone::parse_domain(domain).map_err(|e| CliError::Usage(format!("-n: {e}")))?;
+        let ip = self.dns_addr.unwrap_or_else(|| {
+            self.addr
+                .parse()
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        });
+        Ok(Some(crate::dns::DnsSettings {
+            domain: domain.clone(),
+            listen: std::net::SocketAddr::new(ip, self.dns_port),
+            advertise_ip: self.advertise_ip,
+            route53: self.route53.then(|| crate::dns::route53::Route53Settings {
+                zone_id: self.route53_zone_id.clone(),
+                dry_run: self.route53_dry_run,
+                ..Default::default()
+            }),
+        }))
     }
 
     fn timing(&self) -> Result<Timing, CliError> {
@@ -191,9 +229,12 @@ impl ReplicaArgs {
 
 #[derive(Args, Debug)]
 pub struct CallArgs {
-    /// Replica addresses: "host:port, host:port" (one is enough)
+    /// Replica addresses: "host:port, host:port" (one is enough), or the group's DNS domain
     #[arg(value_name = "ADDRS")]
     pub addrs: String,
+    /// DNS server to ask for the domain's SRV records instead of the system's
+    #[arg(long = "dns-server", value_name = "HOST:PORT", env = crate::dns::discover::DNS_SERVER_ENV)]
+    pub dns_server: Option<String>,
     /// Create object NAME of type TYPE; the remaining ARGs go to its constructor
     #[arg(long, num_args = 2, value_names = ["NAME", "TYPE"], conflicts_with_all = ["delete", "list"])]
     pub create: Option<Vec<String>>,
@@ -299,6 +340,17 @@ pub struct LocalArgs {
         default_value = "counter"
     )]
     pub objectname: String,
+    /// Domain the cluster's nameserver answers for
+    #[arg(
+        short = 'n',
+        long = "domainname",
+        value_name = "DOMAIN",
+        default_value = "concoord.test"
+    )]
+    pub domainname: String,
+    /// Port of the cluster's nameserver on 127.0.0.1 (UDP and TCP); 0 turns it off
+    #[arg(long = "dns-port", value_name = "PORT", default_value_t = 15353)]
+    pub dns_port: u16,
     /// Send log lines to a `concoord logdaemon`
     #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
     pub logger: Option<String>,
@@ -348,6 +400,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// Stores one half of the Route53 credentials and says where.
+fn store_route53(
+    store: impl FnOnce(&std::path::Path) -> Result<(), credentials::CredentialsError>,
+) -> Result<(), CliError> {
+    let path = credentials::path().map_err(|e| CliError::Failed(e.to_string()))?;
+    store(&path).map_err(|e| CliError::Failed(e.to_string()))?;
+    println!("Stored in {} (readable by you only)", path.display());
+    Ok(())
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -363,11 +425,23 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             logging::init(args.debug, args.logger.clone())?;
             let object = Some(args.objectname.clone());
-            runtime::run_local(usize::from(args.replicas), args.port, object).await?;
+            let dns = (args.dns_port != 0).then(|| crate::dns::DnsSettings {
+                domain: args.domainname.clone(),
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.dns_port)),
+                advertise_ip: None,
+                route53: None,
+            });
+            runtime::run_local(usize::from(args.replicas), args.port, object, dns).await?;
             Ok(())
         }
         Command::Call(args) => {
             logging::init_tool(args.debug)?;
+            if let Some(server) = &args.dns_server {
+                let addr = crate::dns::discover::parse_server(server)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("--dns-server: {e}")))?;
+                crate::dns::discover::use_server(addr);
+            }
             tools::call::run(&args).await
         }
         Command::Status(args) => {
@@ -383,9 +457,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             tools::bench::run(&args).await
         }
         Command::Logdaemon(args) => tools::logdaemon::run(&args).await,
-        Command::Route53id { .. } | Command::Route53key { .. } => Err(CliError::NotAvailable(
-            "Route53 support (route53id, route53key) is not available yet".into(),
-        )),
+        Command::Route53id { key } => store_route53(|p| credentials::store_key_id(p, &key)),
+        Command::Route53key { secret } => store_route53(|p| credentials::store_secret(p, &secret)),
         Command::Ec2 { .. } => Err(CliError::NotAvailable(
             "ec2: launching replicas on EC2 is not available yet".into(),
         )),
@@ -488,16 +561,49 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_features_are_refused_not_ignored() {
-        for (flags, needle) in [
-            (&["-n", "counterdomain.com"][..], "-n/--domainname"),
-            (&["-r"][..], "-r/--route53"),
-        ] {
-            let e = replica(flags).config().unwrap_err();
-            assert!(matches!(e, CliError::NotAvailable(_)), "{e}");
-            assert!(e.to_string().contains(needle), "{e}");
-            assert!(e.to_string().contains("not available yet"), "{e}");
-        }
+    fn nameserver_flags() {
+        assert_eq!(replica(&[]).config().unwrap().dns, None);
+        let dns = replica(&[
+            "-n",
+            "counterdomain.com",
+            "-a",
+            "127.0.0.2",
+            "--dns-port",
+            "5353",
+        ])
+        .config()
+        .unwrap()
+        .dns
+        .unwrap();
+        assert_eq!(dns.domain, "counterdomain.com");
+        assert_eq!(dns.listen, "127.0.0.2:5353".parse().unwrap());
+        assert_eq!(dns.route53, None);
+        let dns = replica(&[
+            "-n",
+            "counterdomain.com",
+            "-a",
+            "pod-0.peers",
+            "-r",
+            "--route53-zone-id",
+            "Z123",
+            "--route53-dry-run",
+            "--advertise-ip",
+            "10.1.2.3",
+        ])
+        .config()
+        .unwrap()
+        .dns
+        .unwrap();
+        assert_eq!(dns.listen, "0.0.0.0:53".parse().unwrap());
+        assert_eq!(dns.advertise_ip, Some("10.1.2.3".parse().unwrap()));
+        let r53 = dns.route53.unwrap();
+        assert_eq!((r53.zone_id.as_deref(), r53.dry_run), (Some("Z123"), true));
+        // -r needs the domain; a bad domain is refused.
+        assert!(parse(&["replica", "-r"]).is_err());
+        assert!(replica(&["-n", "a..b"]).config().is_err());
+        // -b takes a domain (joins through its SRV records).
+        let cfg = replica(&["-b", "counterdomain.com"]).config().unwrap();
+        assert_eq!(cfg.bootstrap.as_deref(), Some("counterdomain.com"));
     }
 
     #[test]
@@ -512,19 +618,13 @@ mod tests {
 
     #[test]
     fn later_subcommands_refuse() {
-        for args in [
-            &["route53id", "KEY"][..],
-            &["route53key", "SECRET"],
-            &["ec2", "launch", "-x"],
-        ] {
-            let cli = parse(args).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            let e = rt.block_on(run(cli)).unwrap_err();
-            assert!(matches!(e, CliError::NotAvailable(_)), "{e}");
-            assert!(e.to_string().contains("not available yet"));
-        }
+        let cli = parse(&["ec2", "launch", "-x"]).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt.block_on(run(cli)).unwrap_err();
+        assert!(matches!(e, CliError::NotAvailable(_)), "{e}");
+        assert!(e.to_string().contains("not available yet"));
     }
 
     #[test]

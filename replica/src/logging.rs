@@ -42,8 +42,12 @@ pub fn init_tool(debug: bool) -> Result<(), LoggingError> {
 }
 
 fn install(default_level: &str, logger: Option<String>) -> Result<(), LoggingError> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // hickory logs every DNS query at info: the nameserver would flood the log.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{default_level},hickory_server=warn,hickory_net=warn,hickory_proto=warn,hickory_resolver=warn"
+        ))
+    });
     let network = match logger {
         Some(addr) => {
             check_addr(&addr).map_err(|e| LoggingError::Logger(e.to_string()))?;

@@ -1,28 +1,45 @@
-//! Replica address lists as ConCoord writes them: `"127.0.0.1:14000, 127.0.0.1:14001"`.
-//!
-//! Extension point: a DNS domain (`counterdomain.com`, resolved through its SRV records)
-//! is the other form ConCoord accepts. It is refused here for now; when it comes, [`Seeds`]
-//! gains the domain and [`Seeds::resolve`] looks it up, and nothing else in the client changes.
+//! Where a client finds the group, in the two forms ConCoord accepts: an address list
+//! (`"127.0.0.1:14000, 127.0.0.1:14001"`) or the group's DNS domain (`counterdomain.com`),
+//! whose `_concoord._tcp` SRV records list the replicas (see [`crate::dns::discover`]).
 
 use super::ClientError;
+use crate::dns::discover;
 
 /// Where a client starts looking for the group.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seeds {
-    addrs: Vec<String>,
+pub enum Seeds {
+    Addrs(Vec<String>),
+    Domain(String),
 }
 
 impl Seeds {
-    /// Parses a comma-separated list of `host:port` (also a single one).
+    /// Parses a comma-separated list of `host:port` (also a single one), or a domain.
     pub fn parse(list: &str) -> Result<Seeds, ClientError> {
-        let addrs = parse_addrs(list)?;
-        Ok(Seeds { addrs })
+        if discover::is_domain(list) {
+            return Ok(Seeds::Domain(list.trim().to_string()));
+        }
+        Ok(Seeds::Addrs(parse_addrs(list)?))
     }
 
-    /// The addresses to try, in the order given.
-    pub fn resolve(&self) -> Vec<String> {
-        self.addrs.clone()
+    /// The addresses to try: as given, or the domain's SRV targets (leader first).
+    pub async fn resolve(&self) -> Result<Vec<String>, ClientError> {
+        match self {
+            Seeds::Addrs(addrs) => Ok(addrs.clone()),
+            Seeds::Domain(domain) => {
+                discover::members(domain, None)
+                    .await
+                    .map_err(|e| ClientError::NoReplica {
+                        tried: vec![domain.clone()],
+                        last_error: e.to_string(),
+                    })
+            }
+        }
     }
+}
+
+/// The addresses of `list` (`"h:p, h:p"` or a domain, looked up through SRV).
+pub async fn resolve_addrs(list: &str) -> Result<Vec<String>, ClientError> {
+    Seeds::parse(list)?.resolve().await
 }
 
 /// Parses `"h:p, h:p"` into its addresses, each checked by [`check_addr`]; duplicates are
@@ -55,7 +72,7 @@ pub fn check_addr(addr: &str) -> Result<(), ClientError> {
     let bad = |why: &str| ClientError::InvalidAddress(format!("{addr:?}: {why}"));
     let Some((host, port)) = addr.rsplit_once(':') else {
         return Err(bad(
-            "expected host:port (DNS domains are not supported yet)",
+            "expected host:port, or a domain such as counterdomain.com",
         ));
     };
     match port.parse::<u16>() {
@@ -96,9 +113,19 @@ mod tests {
             vec!["a.b-c:2", "[::1]:3"]
         );
         assert_eq!(
-            Seeds::parse("pod-0.peers:14000").unwrap().resolve(),
-            vec!["pod-0.peers:14000"]
+            Seeds::parse("pod-0.peers:14000").unwrap(),
+            Seeds::Addrs(vec!["pod-0.peers:14000".into()])
         );
+        assert_eq!(
+            Seeds::parse(" counterdomain.com ").unwrap(),
+            Seeds::Domain("counterdomain.com".into())
+        );
+        assert_eq!(
+            Seeds::parse("counterdomain.com.").unwrap(),
+            Seeds::Domain("counterdomain.com.".into())
+        );
+        assert!(Seeds::parse("localhost").is_err());
+        assert!(Seeds::parse("10.0.0.1").is_err());
     }
 
     #[test]
@@ -123,6 +150,6 @@ mod tests {
             assert!(matches!(e, ClientError::InvalidAddress(_)), "{bad}: {e}");
         }
         let e = parse_addrs("counterdomain.com").unwrap_err();
-        assert!(e.to_string().contains("DNS domains are not supported yet"));
+        assert!(e.to_string().contains("or a domain"));
     }
 }

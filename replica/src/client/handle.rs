@@ -41,10 +41,11 @@ pub fn is_blocking_method(method: &str) -> bool {
 }
 
 impl Client {
-    /// Connects to the group at `addrs` (`"127.0.0.1:14000, 127.0.0.1:14001"` or one
-    /// `host:port`), finds the leader and opens a session.
+    /// Connects to the group at `addrs` (`"127.0.0.1:14000, 127.0.0.1:14001"`, one
+    /// `host:port`, or the group's domain, found through SRV), finds the leader and opens a
+    /// session.
     pub async fn connect(addrs: &str, opts: ClientOptions) -> Result<Client, ClientError> {
-        let seeds = Seeds::parse(addrs)?.resolve();
+        let seeds = Seeds::parse(addrs)?.resolve().await?;
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let (opened_tx, opened_rx) = oneshot::channel();
         let shared = Arc::new(Shared {

@@ -32,7 +32,7 @@ pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use addr::{Seeds, check_addr, parse_addrs};
+pub use addr::{Seeds, check_addr, parse_addrs, resolve_addrs};
 pub use conn::fetch_status;
 pub use convert::truthy;
 pub use error::ClientError;

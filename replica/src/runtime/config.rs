@@ -18,6 +18,10 @@ pub struct ReplicaConfig {
     /// `-w` / `--data-dir`: where the write-ahead log and snapshots live; none keeps
     /// everything in memory.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Accept `Fault` frames from test harnesses (never in production).
+    pub allow_fault_injection: bool,
+    /// `-n` (and `-r`): serve DNS for the group's domain beside the replica.
+    pub dns: Option<crate::dns::DnsSettings>,
 }
 
 impl ReplicaConfig {

@@ -1,6 +1,7 @@
-//! Joining a running group through any member (`-b HOST:PORT`): ask to be added, follow
-//! redirects to the leader, retry while a membership change is in progress, and give up
-//! with a clear reason when nobody answers.
+//! Joining a running group through any member (`-b HOST:PORT`, or `-b DOMAIN`: the members
+//! the domain's `_concoord._tcp` SRV records list): ask to be added, follow redirects to the
+//! leader, retry while a membership change is in progress, and give up with a clear reason
+//! when nobody answers.
 
 use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
@@ -24,7 +25,8 @@ enum Attempt {
 /// Joins through `bootstrap` as `my_addr`, trying until `deadline` passes.
 pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joined, String> {
     let deadline = Instant::now() + limit;
-    let mut target = bootstrap.to_string();
+    let mut seeds = Seeds::new(bootstrap);
+    let mut target = seeds.next().await;
     let mut backoff = Duration::from_millis(100);
     let mut last_error;
     loop {
@@ -38,7 +40,7 @@ pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joi
             }
             Ok(Attempt::Redirect(None)) => {
                 last_error = format!("{target} knows no leader yet");
-                target = bootstrap.to_string();
+                target = seeds.next().await;
                 continue_after(&mut backoff, None).await;
             }
             Ok(Attempt::Retry(reason)) => {
@@ -47,7 +49,7 @@ pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joi
             }
             Err(e) => {
                 last_error = format!("{target}: {e}");
-                target = bootstrap.to_string();
+                target = seeds.next().await;
                 continue_after(&mut backoff, None).await;
             }
         }
@@ -57,6 +59,39 @@ pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joi
                 limit.as_secs()
             ));
         }
+    }
+}
+
+/// The members to ask, in turn: the one `-b` named, or those its domain's SRV records list
+/// (looked up again after each round, so a changing group is followed).
+struct Seeds {
+    bootstrap: String,
+    queue: Vec<String>,
+}
+
+impl Seeds {
+    fn new(bootstrap: &str) -> Seeds {
+        Seeds {
+            bootstrap: bootstrap.to_string(),
+            queue: Vec::new(),
+        }
+    }
+
+    async fn next(&mut self) -> String {
+        if !crate::dns::discover::is_domain(&self.bootstrap) {
+            return self.bootstrap.clone();
+        }
+        if self.queue.is_empty() {
+            match crate::dns::discover::members(&self.bootstrap, None).await {
+                Ok(mut found) => {
+                    found.reverse();
+                    self.queue = found;
+                }
+                Err(e) => tracing::warn!("-b {}: {e}", self.bootstrap),
+            }
+        }
+        // With nothing found, the attempt on the domain itself fails and is retried.
+        self.queue.pop().unwrap_or_else(|| self.bootstrap.clone())
     }
 }
 

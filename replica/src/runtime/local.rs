@@ -3,15 +3,22 @@
 use super::{ReplicaConfig, RuntimeError, Timing, start_replica};
 
 /// Starts `replicas` replicas on 127.0.0.1 from `port` (the first founds the group, the
-/// others join through it), prints how to use them, and runs until Ctrl-C.
+/// others join through it) and, with `dns`, a nameserver for the group; prints how to use
+/// them, and runs until Ctrl-C.
 pub async fn run_local(
     replicas: usize,
     port: u16,
     object: Option<String>,
+    dns: Option<crate::dns::DnsSettings>,
 ) -> Result<(), RuntimeError> {
     if replicas == 0 {
         return Err(RuntimeError::Other("--replicas must be at least 1".into()));
     }
+    let dns_error = |e: crate::dns::DnsError| RuntimeError::Other(e.to_string());
+    let dns_sockets = match &dns {
+        Some(settings) => Some(crate::dns::bind(settings).await.map_err(dns_error)?),
+        None => None,
+    };
     let object = object.unwrap_or_else(|| "counter".to_string());
     let mut tasks = Vec::new();
     let mut addrs = Vec::new();
@@ -26,10 +33,26 @@ pub async fn run_local(
             bootstrap: (i > 0).then(|| format!("127.0.0.1:{port}")),
             timing: Timing::default(),
             data_dir: None,
+            allow_fault_injection: false,
+            dns: None,
         };
         addrs.push(cfg.advertised());
         tasks.push(start_replica(cfg).await?);
     }
+    let nameserver = match (&dns, dns_sockets, tasks.first(), addrs.first()) {
+        (Some(settings), Some(sockets), Some(first), Some(addr)) => Some(
+            crate::dns::start(
+                settings,
+                sockets,
+                first.id,
+                addr.clone(),
+                first.view.clone(),
+            )
+            .await
+            .map_err(dns_error)?,
+        ),
+        _ => None,
+    };
     let list = addrs.join(", ");
     let short = object.rsplit('.').next().unwrap_or(&object).to_lowercase();
     println!("ConCoord cluster of {replicas} replicas is up: {list}");
@@ -38,6 +61,14 @@ pub async fn run_local(
     println!("  concoord call \"{list}\" {short} increment");
     println!("  concoord call \"{list}\" {short} getvalue");
     println!("  concoord status \"{list}\"");
+    if let (Some(ns), Some(settings)) = (&nameserver, &dns) {
+        let (ip, dns_port, domain) = (ns.addr.ip(), ns.addr.port(), &settings.domain);
+        println!();
+        println!("Its nameserver answers for {domain} on {ip}:{dns_port} (UDP and TCP):");
+        println!("  dig @{ip} -p {dns_port} -t srv _concoord._tcp.{domain}");
+        println!("  dig @{ip} -p {dns_port} -t txt {domain}");
+        println!("  concoord call --dns-server {ip}:{dns_port} {domain} {short} getvalue");
+    }
     println!();
     println!("Press Ctrl-C to stop.");
     let failed = async {
