@@ -4,13 +4,16 @@
 pub mod cli;
 pub mod client;
 pub mod command;
+pub mod dns;
 pub mod json;
+pub mod linearizability;
 pub mod logging;
 pub mod net;
 pub mod node;
 pub mod object;
 pub mod paxos;
 pub mod runtime;
+pub mod sim;
 pub mod state;
 pub mod storage;
 pub mod tools;

@@ -583,8 +583,8 @@ impl Driver {
                     self.peers.learn(addr);
                 }
             }
-            // Membership changes use their own connection (client::membership).
-            ReplicaFrame::Membership(_) => {}
+            // Membership changes and fault injection use their own connections.
+            ReplicaFrame::Membership(_) | ReplicaFrame::Faults(_) => {}
         }
     }
 

@@ -163,7 +163,7 @@ impl FakeConn {
             match self.frame().await.expect("connection closed") {
                 ClientFrame::Request(cmd) => return cmd,
                 ClientFrame::KeepAlive { .. } => self.keepalives += 1,
-                ClientFrame::Status | ClientFrame::Membership(_) => {}
+                ClientFrame::Status | ClientFrame::Membership(_) | ClientFrame::Fault(_) => {}
             }
         }
     }

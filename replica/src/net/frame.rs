@@ -177,6 +177,57 @@ mod tests {
         );
     }
 
+    /// Feeds `bytes` to a reader and decodes frames of type T until it stops; must not panic.
+    fn drain<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> usize {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut r = reader(bytes);
+            let mut n = 0;
+            while read_frame::<_, T>(&mut r).await.is_ok() {
+                n += 1;
+            }
+            n
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, .. Default::default() })]
+
+        /// The decoder never panics on any byte string, for every frame type a replica
+        /// or client reads from the network.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            use crate::net::wire::{ClientFrame, PeerFrame, ReplicaFrame, Welcome};
+            drain::<Hello>(&bytes);
+            drain::<Welcome>(&bytes);
+            drain::<ClientFrame>(&bytes);
+            drain::<ReplicaFrame>(&bytes);
+            drain::<PeerFrame>(&bytes);
+        }
+
+        /// Valid frames survive a random split into arbitrary length-prefixed garbage
+        /// before them only as errors, never as panics; valid ones alone all decode.
+        #[test]
+        fn valid_frames_decode_after_any_prefix_of_garbage(
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            n in 1usize..8,
+        ) {
+            use crate::net::wire::ClientFrame;
+            let mut bytes = Vec::new();
+            for _ in 0..n {
+                let body = encode(&ClientFrame::Status).unwrap();
+                bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(&body);
+            }
+            proptest::prop_assert_eq!(drain::<ClientFrame>(&bytes), n);
+            let mut dirty = garbage.clone();
+            dirty.extend_from_slice(&bytes);
+            drain::<ClientFrame>(&dirty);
+        }
+    }
+
     #[tokio::test]
     async fn truncated_frame_then_eof_is_an_error() {
         use tokio::io::AsyncWriteExt;

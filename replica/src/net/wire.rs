@@ -57,6 +57,22 @@ pub enum ClientFrame {
     Status,
     /// An administrator changes the view; answered by `Membership`.
     Membership(MembershipChange),
+    /// Test harnesses cut and restore links (only with `--allow-fault-injection`);
+    /// answered by `Faults`.
+    Fault(Fault),
+}
+
+/// A fault a test harness injects into one replica (ToyFramework's "cut a connection").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Drop every message to and from this peer.
+    CutLink {
+        peer: ReplicaId,
+    },
+    RestoreLink {
+        peer: ReplicaId,
+    },
+    RestoreAll,
 }
 
 /// One membership change asked for by an administrator (or the operator).
@@ -98,6 +114,8 @@ pub enum ReplicaFrame {
     },
     Status(StatusReport),
     Membership(MembershipReply),
+    /// The links now cut, or why faults cannot be injected here.
+    Faults(Result<Vec<ReplicaId>, String>),
 }
 
 /// The outcome of one client command.

@@ -136,6 +136,30 @@ struct Recovery {
     /// Values to propose again, from the promises.
     values: BTreeMap<u64, SlotValue>,
     asked_ms: Millis,
+    /// When the decided prefix last grew (or recovery began): a source that went quiet is
+    /// given up on after a while.
+    progress_ms: Millis,
+    progress_slot: u64,
+}
+
+impl Recovery {
+    fn new(
+        view_number: u64,
+        catch_up_to: u64,
+        source: ReplicaId,
+        values: BTreeMap<u64, SlotValue>,
+        now: Millis,
+    ) -> Recovery {
+        Recovery {
+            view_number,
+            catch_up_to,
+            source,
+            values,
+            asked_ms: now,
+            progress_ms: now,
+            progress_slot: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -383,13 +407,13 @@ impl Paxos {
         self.promised = ballot;
         out.push(Output::Persist(Record::Promised(ballot)));
         self.carry.extend(first);
-        let recovery = Recovery {
-            view_number: self.view.number,
-            catch_up_to: self.decided_upto,
-            source: self.id,
-            values: BTreeMap::new(),
-            asked_ms: now,
-        };
+        let recovery = Recovery::new(
+            self.view.number,
+            self.decided_upto,
+            self.id,
+            BTreeMap::new(),
+            now,
+        );
         self.become_leader(now, ballot, recovery);
         self.after_progress(now, out);
     }
@@ -441,6 +465,19 @@ impl Paxos {
 
     /// Handles a message from another replica.
     pub fn receive(&mut self, now: Millis, from: ReplicaId, msg: Message, out: &mut Vec<Output>) {
+        // Ids are never reused: one below `next_id` that is no longer in the view belongs to
+        // a removed replica. It may not know yet and keep running elections; its ballots
+        // must not depose our leader. Its prepare is answered with the decided log instead,
+        // from which it learns of its removal and goes quiet.
+        if from < self.view.next_id && !self.view.knows(from) {
+            match msg {
+                Message::Prepare { from_slot, .. } | Message::CatchUp { from_slot } => {
+                    self.on_catch_up(from, from_slot, out)
+                }
+                _ => {}
+            }
+            return;
+        }
         match msg {
             Message::Prepare { ballot, from_slot } => {
                 self.on_prepare(now, from, ballot, from_slot, out)
@@ -592,6 +629,16 @@ impl Paxos {
             }
         }
         if let Some(r) = &mut l.recovering {
+            if decided_upto > r.progress_slot {
+                r.progress_slot = decided_upto;
+                r.progress_ms = now;
+            } else if now.saturating_sub(r.progress_ms) >= 2 * cfg.election_ms {
+                // The replica we catch up from went quiet (crashed, cut off). Phase 1 again
+                // finds a live majority, and with it what is decided.
+                self.carry = std::mem::take(&mut l.queue);
+                self.start_candidacy(now, out);
+                return;
+            }
             if now.saturating_sub(r.asked_ms) >= cfg.retransmit_ms {
                 r.asked_ms = now;
                 out.push(Output::Send {
@@ -856,13 +903,13 @@ impl Paxos {
             give_up_ms: now + timeout,
         });
         if self.cfg.unsafe_skip_phase1 {
-            let recovery = Recovery {
-                view_number: self.view.number,
-                catch_up_to: self.decided_upto,
-                source: self.id,
-                values: BTreeMap::new(),
-                asked_ms: now,
-            };
+            let recovery = Recovery::new(
+                self.view.number,
+                self.decided_upto,
+                self.id,
+                BTreeMap::new(),
+                now,
+            );
             self.become_leader(now, ballot, recovery);
             self.after_progress(now, out);
             return;
@@ -931,6 +978,8 @@ impl Paxos {
             source,
             values: best.into_iter().map(|(s, (_, v))| (s, v)).collect(),
             asked_ms: now,
+            progress_ms: now,
+            progress_slot: 0,
         };
         self.become_leader(now, ballot, recovery);
         self.catchup_target = self.catchup_target.max(max_decided);

@@ -11,14 +11,14 @@ pub use config::{ReplicaConfig, Timing};
 pub use local::run_local;
 
 use crate::command::{Command, ReplicaId, Value, View};
-use crate::net::wire::{ClientFrame, MembershipReply, PeerFrame, ReplicaFrame, ReplyResult};
+use crate::net::wire::{ClientFrame, Fault, MembershipReply, PeerFrame, ReplicaFrame, ReplyResult};
 use crate::node::{Action, ConnId, Node, NodeConfig};
 use crate::paxos;
 use crate::state::StateMachine;
 use crate::storage::{Identity, Storage, StorageError};
 use listener::Input;
 use peers::Peers;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -47,8 +47,31 @@ const INPUT_QUEUE: usize = 16 * 1024;
 
 /// Runs a replica until the process is stopped.
 pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
+    let dns = cfg.dns.clone();
+    let me = cfg.advertised();
+    let dns_sockets = match &dns {
+        Some(settings) => Some(
+            crate::dns::bind(settings)
+                .await
+                .map_err(|e| RuntimeError::Other(e.to_string()))?,
+        ),
+        None => None,
+    };
     let running = start_replica(cfg).await?;
-    running.wait().await
+    let (Some(settings), Some(sockets)) = (dns, dns_sockets) else {
+        return running.wait().await;
+    };
+    let nameserver = crate::dns::start(&settings, sockets, running.id, me, running.view.clone())
+        .await
+        .map_err(|e| RuntimeError::Other(e.to_string()))?;
+    tokio::select! {
+        stopped = running.wait() => stopped,
+        served = nameserver.task => Err(RuntimeError::Other(match served {
+            Ok(Ok(())) => "the DNS server stopped".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("the DNS server failed: {e}"),
+        })),
+    }
 }
 
 /// A replica running in this process.
@@ -216,6 +239,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         storage,
         halted: None,
         pending: Vec::new(),
+        cut: cfg.allow_fault_injection.then(HashSet::new),
     };
     driver.perform(first_actions);
     driver.flush();
@@ -242,6 +266,8 @@ struct Driver {
     halted: Option<String>,
     /// Actions of the current batch, performed after their records are durable.
     pending: Vec<Action>,
+    /// Peers whose links a test harness cut; None when fault injection is not allowed.
+    cut: Option<HashSet<ReplicaId>>,
 }
 
 impl Driver {
@@ -304,12 +330,19 @@ impl Driver {
                 return;
             }
             Input::Join { .. } | Input::Peer { .. } if self.halted.is_some() => return,
+            Input::Peer { from, .. } if self.cut.as_ref().is_some_and(|c| c.contains(&from)) => {
+                return;
+            }
             Input::Client { conn, frame } => match frame {
                 ClientFrame::Request(cmd) => self.node.on_request(now, conn, cmd),
                 ClientFrame::Membership(change) => {
                     tracing::info!("membership change asked: {change:?}");
                     self.node.on_membership(now, conn, change)
                 }
+                ClientFrame::Fault(fault) => vec![Action::Reply {
+                    conn,
+                    frame: ReplicaFrame::Faults(self.inject(fault)),
+                }],
                 ClientFrame::KeepAlive { session } => self.node.on_keepalive(now, conn, session),
                 ClientFrame::Status => {
                     vec![Action::Reply {
@@ -341,8 +374,30 @@ impl Driver {
             ClientFrame::Membership(_) => {
                 ReplicaFrame::Membership(MembershipReply::Refused { reason })
             }
+            ClientFrame::Fault(_) => ReplicaFrame::Faults(Err(reason)),
         };
         self.dispatch(vec![Action::Reply { conn, frame }]);
+    }
+
+    fn inject(&mut self, fault: Fault) -> Result<Vec<ReplicaId>, String> {
+        let Some(cut) = &mut self.cut else {
+            return Err(
+                "fault injection is off (start the replica with --allow-fault-injection)".into(),
+            );
+        };
+        tracing::warn!("test harness: {fault:?}");
+        match fault {
+            Fault::CutLink { peer } => {
+                cut.insert(peer);
+            }
+            Fault::RestoreLink { peer } => {
+                cut.remove(&peer);
+            }
+            Fault::RestoreAll => cut.clear(),
+        }
+        let mut now_cut: Vec<ReplicaId> = cut.iter().copied().collect();
+        now_cut.sort();
+        Ok(now_cut)
     }
 
     /// Queues actions; [`Driver::flush`] performs them once their records are durable.
@@ -388,7 +443,11 @@ impl Driver {
     fn dispatch(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Send { to, msg } => self.peers.send(to, msg),
+                Action::Send { to, msg } => {
+                    if !self.cut.as_ref().is_some_and(|c| c.contains(&to)) {
+                        self.peers.send(to, msg);
+                    }
+                }
                 Action::Reply { conn, frame } => {
                     if let Some(tx) = self.clients.get(&conn)
                         && tx.try_send(frame).is_err()

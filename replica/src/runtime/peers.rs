@@ -8,18 +8,22 @@ use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
 use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
 use crate::paxos::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Messages queued per peer before new ones are dropped.
 const LINK_QUEUE: usize = 4096;
+/// Links to removed members kept open at most.
+const MAX_RETIRED: usize = 16;
 
 pub struct Peers {
     me: ReplicaId,
     my_addr: String,
     links: HashMap<ReplicaId, (String, mpsc::Sender<Message>)>,
+    /// Removed members whose links are still open, oldest first.
+    retired: VecDeque<ReplicaId>,
     view_number: u64,
 }
 
@@ -29,6 +33,7 @@ impl Peers {
             me,
             my_addr,
             links: HashMap::new(),
+            retired: VecDeque::new(),
             view_number: 0,
         }
     }
@@ -40,8 +45,27 @@ impl Peers {
             return;
         }
         self.view_number = view.number;
-        self.links
-            .retain(|id, (addr, _)| view.addr_of(*id) == Some(addr.as_str()));
+        // Links to members that left are kept a while (the newest few): a removed replica
+        // that missed its removal still needs our answers to learn of it.
+        let leaving: Vec<ReplicaId> = self
+            .links
+            .iter()
+            .filter(|(id, (addr, _))| view.addr_of(**id) != Some(addr.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in leaving {
+            if view.addr_of(id).is_some() {
+                // Same id at a new address: the old link is useless.
+                self.links.remove(&id);
+            } else if !self.retired.contains(&id) {
+                self.retired.push_back(id);
+            }
+        }
+        while self.retired.len() > MAX_RETIRED {
+            if let Some(old) = self.retired.pop_front() {
+                self.links.remove(&old);
+            }
+        }
         for (id, addr) in view.everyone() {
             if id == self.me || self.links.contains_key(&id) {
                 continue;

@@ -119,6 +119,7 @@ pub fn render_json(probes: &[Probe]) -> String {
                 "leader": r.leader,
                 "view": r.view.number,
                 "members": r.view.members,
+                "learners": r.view.learners,
                 "ballot": [r.ballot.0, r.ballot.1],
                 "decided_upto": r.decided_upto,
                 "executed_upto": r.executed_upto,

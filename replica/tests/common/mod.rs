@@ -159,3 +159,33 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// ToyFramework's profiler API for real processes: cut or restore a replica's links. The
+/// replica must run with `--allow-fault-injection`.
+pub async fn inject(addr: &str, fault: concoord::net::wire::Fault) -> Result<Vec<u64>, String> {
+    use concoord::net::frame;
+    use concoord::net::wire::{ClientFrame, Hello, ReplicaFrame, Role, Welcome};
+    let work = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (frame::reader(r), frame::writer(w));
+        frame::write_frame(&mut w, &Hello::new(Role::Client))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _: Welcome = frame::read_frame(&mut r).await.map_err(|e| e.to_string())?;
+        frame::write_frame(&mut w, &ClientFrame::Fault(fault))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match frame::read_frame(&mut r).await.map_err(|e| e.to_string())? {
+                ReplicaFrame::Faults(result) => return result,
+                _ => continue,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .unwrap_or_else(|_| Err("no answer".into()))
+}
