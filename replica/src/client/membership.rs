@@ -2,7 +2,7 @@
 //! going to the leader and waiting until the change is decided.
 
 use super::ClientError;
-use super::addr::parse_addrs;
+use super::addr::resolve_addrs;
 use super::conn::{open, reason};
 use crate::command::View;
 use crate::net::frame;
@@ -45,7 +45,7 @@ async fn change(
     change: MembershipChange,
     limit: Duration,
 ) -> Result<View, ClientError> {
-    let seeds = parse_addrs(addrs)?;
+    let seeds = resolve_addrs(addrs).await?;
     let deadline = Instant::now() + limit;
     let mut next = 0usize;
     let Some(first) = seeds.first() else {

@@ -80,18 +80,16 @@ pub async fn bind(settings: &DnsSettings) -> Result<server::Sockets, DnsError> {
     server::bind(settings.listen).await
 }
 
-/// Starts serving `settings.domain` on `sockets` for the replica `id` reachable at
-/// `replica_addr`, from its `view`. Returns once the first zone is built.
+/// Starts serving `settings.domain` on `sockets` for the replica `id`, from its `view`
+/// and `leadership`. Returns once the first zone is built.
 pub async fn start(
     settings: &DnsSettings,
     sockets: server::Sockets,
     id: ReplicaId,
-    replica_addr: String,
     view: watch::Receiver<View>,
+    leadership: watch::Receiver<leader::Leadership>,
 ) -> Result<Nameserver, DnsError> {
     let domain = zone::parse_domain(&settings.domain)?;
-    let (leadership_tx, leadership) = watch::channel(leader::Leadership::default());
-    tokio::spawn(leader::watch_leadership(replica_addr, leadership_tx));
     let book = addresses::AddressBook::new(settings.advertise_ip.map(|ip| (id, ip)));
     let (publisher, zone) =
         publisher::Publisher::start(domain.clone(), book, view, leadership.clone()).await?;

@@ -39,14 +39,14 @@ pub async fn run_local(
         addrs.push(cfg.advertised());
         tasks.push(start_replica(cfg).await?);
     }
-    let nameserver = match (&dns, dns_sockets, tasks.first(), addrs.first()) {
-        (Some(settings), Some(sockets), Some(first), Some(addr)) => Some(
+    let nameserver = match (&dns, dns_sockets, tasks.first()) {
+        (Some(settings), Some(sockets), Some(first)) => Some(
             crate::dns::start(
                 settings,
                 sockets,
                 first.id,
-                addr.clone(),
                 first.view.clone(),
+                first.leadership.clone(),
             )
             .await
             .map_err(dns_error)?,

@@ -48,7 +48,6 @@ const INPUT_QUEUE: usize = 16 * 1024;
 /// Runs a replica until the process is stopped.
 pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
     let dns = cfg.dns.clone();
-    let me = cfg.advertised();
     let dns_sockets = match &dns {
         Some(settings) => Some(
             crate::dns::bind(settings)
@@ -61,9 +60,15 @@ pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
     let (Some(settings), Some(sockets)) = (dns, dns_sockets) else {
         return running.wait().await;
     };
-    let nameserver = crate::dns::start(&settings, sockets, running.id, me, running.view.clone())
-        .await
-        .map_err(|e| RuntimeError::Other(e.to_string()))?;
+    let nameserver = crate::dns::start(
+        &settings,
+        sockets,
+        running.id,
+        running.view.clone(),
+        running.leadership.clone(),
+    )
+    .await
+    .map_err(|e| RuntimeError::Other(e.to_string()))?;
     tokio::select! {
         stopped = running.wait() => stopped,
         served = nameserver.task => Err(RuntimeError::Other(match served {
@@ -74,6 +79,16 @@ pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
     }
 }
 
+/// Who leads, as a replica sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<ReplicaId>,
+    /// Ballot round of the leader's term.
+    pub round: u64,
+    /// This replica leads.
+    pub is_leader: bool,
+}
+
 /// A replica running in this process.
 pub struct Running {
     pub task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
@@ -81,6 +96,8 @@ pub struct Running {
     pub view: watch::Receiver<View>,
     /// This replica's id in the view.
     pub id: ReplicaId,
+    /// Leadership as this replica sees it, updated as it changes.
+    pub leadership: watch::Receiver<Leadership>,
 }
 
 impl Running {
@@ -228,10 +245,12 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
     peers.update(&view);
     let id = node.id();
     let (view_tx, view_rx) = watch::channel(view);
+    let (leadership_tx, leadership_rx) = watch::channel(Leadership::default());
     let mut driver = Driver {
         node,
         peers,
         view: view_tx,
+        leadership: leadership_tx,
         clients: HashMap::new(),
         joiners: HashMap::new(),
         clock,
@@ -247,6 +266,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         task: tokio::spawn(driver.run(inputs)),
         view: view_rx,
         id,
+        leadership: leadership_rx,
     })
 }
 
@@ -257,6 +277,7 @@ struct Driver {
     joiners: HashMap<ConnId, mpsc::Sender<PeerFrame>>,
     /// Published views, newest only; replayed history (older numbers) is not published.
     view: watch::Sender<View>,
+    leadership: watch::Sender<Leadership>,
     clock: Instant,
     _identity: watch::Sender<u64>,
     /// `-w`: the write-ahead log; None keeps everything in memory.
@@ -428,6 +449,21 @@ impl Driver {
             }
         }
         self.dispatch(actions);
+        self.publish_leadership();
+    }
+
+    fn publish_leadership(&self) {
+        let paxos = self.node.paxos();
+        let now = Leadership {
+            leader: paxos.leader(),
+            round: paxos.ballot().round,
+            is_leader: paxos.is_leader(),
+        };
+        self.leadership.send_if_modified(|old| {
+            let changed = *old != now;
+            *old = now;
+            changed
+        });
     }
 
     fn halt(&mut self, reason: String) {

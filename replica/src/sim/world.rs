@@ -13,7 +13,7 @@ use crate::node::{Action, ConnId, Node};
 use crate::paxos::{Durable, Message};
 use crate::state::StateMachine;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The objects clients call, with how they start.
@@ -140,6 +140,66 @@ pub(super) struct Disk {
     durable: Durable,
 }
 
+/// The runtime's outbound peer links (runtime/peers.rs `Peers::update`), as a table of
+/// where a message to each id goes. Keep the two in step: the simulator is only as
+/// faithful as this copy.
+#[derive(Debug, Default)]
+struct PeerLinks {
+    me: ReplicaId,
+    links: BTreeMap<ReplicaId, String>,
+    /// Removed members whose links are still open, oldest first.
+    retired: VecDeque<ReplicaId>,
+    view_number: u64,
+}
+
+/// Links to removed members kept open at most (as the runtime).
+const MAX_RETIRED: usize = 16;
+
+impl PeerLinks {
+    fn new(me: ReplicaId, view: &View) -> PeerLinks {
+        let mut links = PeerLinks {
+            me,
+            ..PeerLinks::default()
+        };
+        links.update(view);
+        links
+    }
+
+    fn update(&mut self, view: &View) {
+        if view.number < self.view_number {
+            return;
+        }
+        self.view_number = view.number;
+        let leaving: Vec<ReplicaId> = self
+            .links
+            .iter()
+            .filter(|(id, addr)| view.addr_of(**id) != Some(addr.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in leaving {
+            if view.addr_of(id).is_some() {
+                self.links.remove(&id);
+            } else if !self.retired.contains(&id) {
+                self.retired.push_back(id);
+            }
+        }
+        while self.retired.len() > MAX_RETIRED {
+            if let Some(old) = self.retired.pop_front() {
+                self.links.remove(&old);
+            }
+        }
+        for (id, addr) in view.everyone() {
+            if id != self.me && !self.links.contains_key(&id) {
+                self.links.insert(id, addr.to_string());
+            }
+        }
+    }
+
+    fn addr_of(&self, id: ReplicaId) -> Option<&str> {
+        self.links.get(&id).map(String::as_str)
+    }
+}
+
 pub(super) enum Proc {
     /// Not running (crashed, or never started).
     Off,
@@ -161,9 +221,10 @@ pub(super) struct Host {
     /// Bumped on every start and stop, so stale timers of an earlier life do nothing.
     inc: u64,
     join_attempt: u64,
-    /// The newest view this host has seen: where its messages go (as the runtime's
-    /// peer links).
+    /// The newest view this host has seen.
     routes: View,
+    /// Where its messages go.
+    links: PeerLinks,
     /// Peers whose messages reached this host, and where they are.
     heard: BTreeMap<ReplicaId, usize>,
     decided: u64,
@@ -302,6 +363,7 @@ impl World {
                 inc: 0,
                 join_attempt: 0,
                 routes: View::default(),
+                links: PeerLinks::default(),
                 heard: BTreeMap::new(),
                 decided: 0,
                 removed_at: None,
@@ -540,6 +602,7 @@ impl World {
             durable: Durable::default(),
         });
         h.routes = node.view().clone();
+        h.links = PeerLinks::new(node.id(), node.view());
         h.inc += 1;
         h.proc = Proc::Up(Box::new(node));
         let inc = h.inc;
@@ -665,6 +728,7 @@ impl World {
                 }
             }
             Action::ViewChanged(view) => {
+                self.hosts[h].links.update(&view);
                 if view.number > self.hosts[h].routes.number {
                     let who = self.hosts[h].who();
                     self.log(&who, format_args!("view {}", show_view(&view)));
@@ -760,10 +824,10 @@ impl World {
             return;
         };
         let from_id = node.id();
-        // As the runtime's peer links: the newest view seen says where `to_id` listens
-        // (and, if the runtime does so, a peer that connected to us can be answered).
+        // As the runtime's peer links (and, if the runtime did so, a peer that connected
+        // to us could be answered).
         let Some(to) = self.hosts[from]
-            .routes
+            .links
             .addr_of(to_id)
             .and_then(|a| self.host_of(a))
             .or_else(|| {
@@ -884,6 +948,7 @@ impl World {
             Ok(node) => {
                 let host = &mut self.hosts[h];
                 host.routes = node.view().clone();
+                host.links = PeerLinks::new(node.id(), node.view());
                 host.decided = 0;
                 host.inc += 1;
                 let (inc, view) = (host.inc, show_view(node.view()));
@@ -1012,6 +1077,7 @@ impl World {
                     genesis,
                     durable: Durable::default(),
                 });
+                host.links = PeerLinks::new(id, &view);
                 host.routes = view;
                 host.decided = 0;
                 host.removed_at = None;

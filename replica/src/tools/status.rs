@@ -2,7 +2,7 @@
 //! name, for its status, and shows them side by side.
 
 use crate::cli::{CliError, StatusArgs};
-use crate::client::{ClientError, fetch_status, parse_addrs};
+use crate::client::{ClientError, fetch_status, resolve_addrs};
 use crate::net::wire::StatusReport;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -19,7 +19,7 @@ pub struct Probe {
 }
 
 pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
-    let seeds = parse_addrs(&a.addrs)?;
+    let seeds = resolve_addrs(&a.addrs).await?;
     let probes = survey(seeds, a.timeout).await;
     if a.json {
         println!("{}", render_json(&probes));
