@@ -7,9 +7,7 @@
 //! ValueError instead of ConCoord's silent False.
 
 use super::args::{Key, arity, int_at, key_at, py_repr};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,15 +18,6 @@ pub struct Bank {
 }
 
 impl Bank {
-    pub fn from_args(args: &[Value]) -> Result<Bank, ObjectError> {
-        arity("Bank", args, &[], 0)?;
-        Ok(Bank::default())
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Bank, ObjectError> {
-        decode_state(bytes)
-    }
-
     fn account(&mut self, accntno: &Key) -> Result<&mut i64, ObjectError> {
         self.accounts
             .get_mut(accntno)
@@ -44,6 +33,10 @@ impl Bank {
         }
         Ok(amount)
     }
+}
+
+impl SimpleObject for Bank {
+    const CLASS: &'static str = "Bank";
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {
@@ -94,36 +87,16 @@ impl Bank {
                 let accntno = key_at(args, 0, "accntno")?;
                 Ok(Value::from(*self.account(&accntno)?))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
-}
 
-impl ReplicatedObject for Bank {
-    fn type_name(&self) -> &'static str {
-        "Bank"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
-    }
-
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         self.accounts
             .iter()
             .map(|(no, balance)| format!("Account {no}: balance = {balance}"))
             .collect::<Vec<_>>()
             .join("\n")
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 

@@ -1,9 +1,7 @@
 //! `Counter(value=0)`: ConCoord's example counter.
 
 use super::args::{arity, opt_int};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 
@@ -13,17 +11,6 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub fn from_args(args: &[Value]) -> Result<Counter, ObjectError> {
-        arity("Counter", args, &["value"], 0)?;
-        Ok(Counter {
-            value: opt_int(args, 0, "value", 0)?,
-        })
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Counter, ObjectError> {
-        decode_state(bytes)
-    }
-
     /// Python ints do not overflow; ours refuse to rather than wrap.
     fn add(&mut self, delta: i64) -> CallResult {
         self.value = self
@@ -31,6 +18,17 @@ impl Counter {
             .checked_add(delta)
             .ok_or_else(|| ObjectError::new("OverflowError", "counter value out of range"))?;
         Ok(Value::Nil)
+    }
+}
+
+impl SimpleObject for Counter {
+    const CLASS: &'static str = "Counter";
+
+    fn from_args(args: &[Value]) -> Result<Counter, ObjectError> {
+        arity(Self::CLASS, args, &["value"], 0)?;
+        Ok(Counter {
+            value: opt_int(args, 0, "value", 0)?,
+        })
     }
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
@@ -47,32 +45,12 @@ impl Counter {
                 arity(method, args, &[], 0)?;
                 Ok(Value::from(self.value))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
-}
 
-impl ReplicatedObject for Counter {
-    fn type_name(&self) -> &'static str {
-        "Counter"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
-    }
-
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         format!("The counter value is {}", self.value)
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 

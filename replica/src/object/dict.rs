@@ -7,9 +7,7 @@
 //! returns whether it did. Because of that, a CAS cannot match a stored None.
 
 use super::args::{arity, opt_value, py_repr, str_at, value_at};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,15 +22,6 @@ fn key_error(key: &str) -> ObjectError {
 }
 
 impl Dict {
-    pub fn from_args(args: &[Value]) -> Result<Dict, ObjectError> {
-        arity("Dict", args, &[], 0)?;
-        Ok(Dict::default())
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Dict, ObjectError> {
-        decode_state(bytes)
-    }
-
     fn cas(&mut self, args: &[Value]) -> CallResult {
         let key = str_at(args, 0, "key")?;
         let expected = value_at(args, 1, "expected")?;
@@ -47,6 +36,10 @@ impl Dict {
         }
         Ok(Value::Boolean(matches))
     }
+}
+
+impl SimpleObject for Dict {
+    const CLASS: &'static str = "Dict";
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {
@@ -108,37 +101,17 @@ impl Dict {
                 arity(method, args, &[], 0)?;
                 Ok(Value::from(self.entries.len() as u64))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
-}
 
-impl ReplicatedObject for Dict {
-    fn type_name(&self) -> &'static str {
-        "Dict"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
-    }
-
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         py_repr(&Value::Map(
             self.entries
                 .iter()
                 .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
                 .collect(),
         ))
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 

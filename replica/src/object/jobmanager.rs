@@ -3,9 +3,7 @@
 //! `list_jobs()` returns them in scheduling order. Jobs are any msgpack value.
 
 use super::args::{arity, py_str, value_at};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 
@@ -14,15 +12,8 @@ pub struct JobManager {
     jobs: Vec<Value>,
 }
 
-impl JobManager {
-    pub fn from_args(args: &[Value]) -> Result<JobManager, ObjectError> {
-        arity("JobManager", args, &[], 0)?;
-        Ok(JobManager::default())
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<JobManager, ObjectError> {
-        decode_state(bytes)
-    }
+impl SimpleObject for JobManager {
+    const CLASS: &'static str = "JobManager";
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {
@@ -46,32 +37,12 @@ impl JobManager {
                 arity(method, args, &[], 0)?;
                 Ok(Value::Array(self.jobs.clone()))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
-}
 
-impl ReplicatedObject for JobManager {
-    fn type_name(&self) -> &'static str {
-        "JobManager"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
-    }
-
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         self.jobs.iter().map(py_str).collect::<Vec<_>>().join(" ")
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 

@@ -2,7 +2,7 @@
 //! acquired it. Acquiring a held lock parks the call, even for its holder (Python's Lock
 //! would deadlock there too); release hands it to the oldest waiter.
 
-use super::args::{arity, opt_bool, py_bool};
+use super::args::{arity, py_bool};
 use super::sessionlock::{NotOwner, SessionLock};
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
 use crate::command::{SessionId, Value};
@@ -31,20 +31,11 @@ impl Lock {
         fx: &mut Effects,
     ) -> Result<Outcome, ObjectError> {
         match method {
-            "acquire" => {
-                arity(method, args, &["blocking"], 0)?;
-                Ok(self.lock.acquire(call, opt_bool(args, 0, true), false))
-            }
-            "release" => {
-                arity(method, args, &[], 0)?;
-                self.lock.release(call.session, fx).map_err(|e| match e {
-                    NotOwner::Unlocked => ObjectError::runtime("release unlocked lock"),
-                    NotOwner::OtherSession => {
-                        ObjectError::runtime("cannot release un-acquired lock")
-                    }
-                })?;
-                Ok(Outcome::Done(Ok(Value::Nil)))
-            }
+            "acquire" => self.lock.acquire_call(call, args, false),
+            "release" => self.lock.release_call(call, args, fx, |e| match e {
+                NotOwner::Unlocked => ObjectError::runtime("release unlocked lock"),
+                NotOwner::OtherSession => ObjectError::runtime("cannot release un-acquired lock"),
+            }),
             "locked" => {
                 arity(method, args, &[], 0)?;
                 Ok(Outcome::Done(Ok(Value::Boolean(self.lock.locked()))))

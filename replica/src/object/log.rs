@@ -3,9 +3,7 @@
 //! into a string, which is what describe() gives).
 
 use super::args::{arity, py_str, value_at};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 
@@ -14,15 +12,8 @@ pub struct Log {
     entries: Vec<Value>,
 }
 
-impl Log {
-    pub fn from_args(args: &[Value]) -> Result<Log, ObjectError> {
-        arity("Log", args, &[], 0)?;
-        Ok(Log::default())
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Log, ObjectError> {
-        decode_state(bytes)
-    }
+impl SimpleObject for Log {
+    const CLASS: &'static str = "Log";
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {
@@ -40,36 +31,16 @@ impl Log {
                 arity(method, args, &[], 0)?;
                 Ok(Value::Array(self.entries.clone()))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
-}
 
-impl ReplicatedObject for Log {
-    fn type_name(&self) -> &'static str {
-        "Log"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
-    }
-
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         self.entries
             .iter()
             .map(py_str)
             .collect::<Vec<_>>()
             .join(" ")
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 

@@ -4,9 +4,7 @@
 //! strings, the hashable values a msgpack client can send.
 
 use super::args::{Key, arity, key_at};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -16,15 +14,8 @@ pub struct Membership {
     members: BTreeSet<Key>,
 }
 
-impl Membership {
-    pub fn from_args(args: &[Value]) -> Result<Membership, ObjectError> {
-        arity("Membership", args, &[], 0)?;
-        Ok(Membership::default())
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Membership, ObjectError> {
-        decode_state(bytes)
-    }
+impl SimpleObject for Membership {
+    const CLASS: &'static str = "Membership";
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {
@@ -47,36 +38,16 @@ impl Membership {
                     self.members.iter().map(Key::to_value).collect(),
                 ))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
-}
 
-impl ReplicatedObject for Membership {
-    fn type_name(&self) -> &'static str {
-        "Membership"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
-    }
-
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         self.members
             .iter()
             .map(Key::to_string)
             .collect::<Vec<_>>()
             .join(" ")
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 

@@ -163,10 +163,67 @@ pub trait ReplicatedObject: Send + fmt::Debug {
     fn save(&self) -> Result<Vec<u8>, ObjectError>;
 }
 
+/// An object whose methods never park: each call finishes at once with a [`CallResult`],
+/// and there is nothing a session holds or waits for. Implementing it is all such a type
+/// needs; the [`ReplicatedObject`] impl below supplies the rest (the type name, `invoke`,
+/// `describe` and `save`), and the registry constructs and restores it through
+/// [`SimpleObject::from_args`] and [`SimpleObject::restore`].
+pub trait SimpleObject: Serialize + serde::de::DeserializeOwned + Send + fmt::Debug {
+    /// The Python-style class name, e.g. "Counter": the object's `type_name()`, and the
+    /// name its constructor reports argument errors under.
+    const CLASS: &'static str;
+
+    /// Builds the object from constructor arguments. By default the constructor takes no
+    /// arguments and starts from `Default`.
+    fn from_args(args: &[Value]) -> Result<Self, ObjectError>
+    where
+        Self: Default,
+    {
+        args::arity(Self::CLASS, args, &[], 0)?;
+        Ok(Self::default())
+    }
+
+    /// Rebuilds the object from the bytes its `save()` produced.
+    fn restore(bytes: &[u8]) -> Result<Self, ObjectError> {
+        decode_state(bytes)
+    }
+
+    /// Runs `method`; see [`ReplicatedObject::invoke`].
+    fn call(&mut self, method: &str, args: &[Value]) -> CallResult;
+
+    /// What [`ReplicatedObject::describe`] returns (named apart so that the two traits never
+    /// make a `describe()` call ambiguous).
+    fn show(&self) -> String;
+}
+
+impl<T: SimpleObject> ReplicatedObject for T {
+    fn type_name(&self) -> &'static str {
+        T::CLASS
+    }
+
+    fn invoke(
+        &mut self,
+        _call: CallId,
+        method: &str,
+        args: &[Value],
+        _fx: &mut Effects,
+    ) -> Outcome {
+        self.call(method, args).into()
+    }
+
+    fn describe(&self) -> String {
+        self.show()
+    }
+
+    fn save(&self) -> Result<Vec<u8>, ObjectError> {
+        encode_state(self)
+    }
+}
+
 /// Shorthands for the unit tests of the object types.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use super::{CallId, ObjectError, Outcome};
+    pub use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject};
     use crate::command::{SessionId, Value};
 
     pub fn c(session: SessionId, seq: u64) -> CallId {

@@ -11,7 +11,8 @@
 
 use super::args::arity;
 use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
+    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, SimpleObject,
+    decode_state, encode_state,
 };
 use super::{
     bank::Bank, barrier::Barrier, boundedsemaphore::BoundedSemaphore, condition::Condition,

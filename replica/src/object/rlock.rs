@@ -2,7 +2,7 @@
 //! acquire it again (a count); it is free once the owner released as often as it acquired.
 //! Condition reuses this type for its lock.
 
-use super::args::{arity, opt_bool};
+use super::args::arity;
 use super::sessionlock::SessionLock;
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
 use crate::command::{SessionId, Value};
@@ -26,8 +26,7 @@ impl RLock {
     /// `acquire(blocking=True)`: true when granted, false when not blocking and held by
     /// another session; parks otherwise.
     pub fn acquire(&mut self, call: CallId, args: &[Value]) -> Result<Outcome, ObjectError> {
-        arity("acquire", args, &["blocking"], 0)?;
-        Ok(self.lock.acquire(call, opt_bool(args, 0, true), true))
+        self.lock.acquire_call(call, args, true)
     }
 
     /// `release()`: only the owning session may release.
@@ -37,11 +36,9 @@ impl RLock {
         args: &[Value],
         fx: &mut Effects,
     ) -> Result<Outcome, ObjectError> {
-        arity("release", args, &[], 0)?;
-        self.lock
-            .release(call.session, fx)
-            .map_err(|_| ObjectError::runtime("cannot release un-acquired lock"))?;
-        Ok(Outcome::Done(Ok(Value::Nil)))
+        self.lock.release_call(call, args, fx, |_| {
+            ObjectError::runtime("cannot release un-acquired lock")
+        })
     }
 
     /// The underlying lock, for Condition's wait and notify.

@@ -6,6 +6,7 @@
 //! over: 1 for a plain acquire, the saved recursion depth for a Condition waiter that was
 //! notified and is re-acquiring.
 
+use super::args::{arity, opt_bool};
 use super::{CallId, Effects, ObjectError, Outcome};
 use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,32 @@ impl SessionLock {
                 Outcome::Parked
             }
         }
+    }
+
+    /// The `acquire(blocking=True)` method of Lock and RLock: checks the arguments, then
+    /// [`SessionLock::acquire`]s.
+    pub fn acquire_call(
+        &mut self,
+        call: CallId,
+        args: &[Value],
+        reentrant: bool,
+    ) -> Result<Outcome, ObjectError> {
+        arity("acquire", args, &["blocking"], 0)?;
+        Ok(self.acquire(call, opt_bool(args, 0, true), reentrant))
+    }
+
+    /// The `release()` method of Lock and RLock: checks the arguments, then releases one
+    /// level held by the calling session; `refused` words the error when it holds none.
+    pub fn release_call(
+        &mut self,
+        call: CallId,
+        args: &[Value],
+        fx: &mut Effects,
+        refused: fn(NotOwner) -> ObjectError,
+    ) -> Result<Outcome, ObjectError> {
+        arity("release", args, &[], 0)?;
+        self.release(call.session, fx).map_err(refused)?;
+        Ok(Outcome::Done(Ok(Value::Nil)))
     }
 
     /// Queues a call that will take the lock over with `count` (a notified Condition

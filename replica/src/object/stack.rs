@@ -2,9 +2,7 @@
 //! when empty, as Python's `list.pop`), `get_size()`, `get_stack()` (bottom first).
 
 use super::args::{arity, py_repr, value_at};
-use super::{
-    CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state,
-};
+use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 
@@ -13,15 +11,8 @@ pub struct Stack {
     items: Vec<Value>,
 }
 
-impl Stack {
-    pub fn from_args(args: &[Value]) -> Result<Stack, ObjectError> {
-        arity("Stack", args, &[], 0)?;
-        Ok(Stack::default())
-    }
-
-    pub fn restore(bytes: &[u8]) -> Result<Stack, ObjectError> {
-        decode_state(bytes)
-    }
+impl SimpleObject for Stack {
+    const CLASS: &'static str = "Stack";
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {
@@ -44,33 +35,13 @@ impl Stack {
                 arity(method, args, &[], 0)?;
                 Ok(Value::Array(self.items.clone()))
             }
-            _ => Err(ObjectError::no_method(self.type_name(), method)),
+            _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
-    }
-}
-
-impl ReplicatedObject for Stack {
-    fn type_name(&self) -> &'static str {
-        "Stack"
-    }
-
-    fn invoke(
-        &mut self,
-        _call: CallId,
-        method: &str,
-        args: &[Value],
-        _fx: &mut Effects,
-    ) -> Outcome {
-        self.call(method, args).into()
     }
 
     /// The items as a Python list, as ConCoord's Stack printed.
-    fn describe(&self) -> String {
+    fn show(&self) -> String {
         py_repr(&Value::Array(self.items.clone()))
-    }
-
-    fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        encode_state(self)
     }
 }
 
