@@ -672,6 +672,17 @@ impl Paxos {
 
     // ----- acceptor -----
 
+    /// Tells the sender of a stale `ballot` what we promised instead.
+    fn nack(&self, to: ReplicaId, ballot: Ballot, out: &mut Vec<Output>) {
+        out.push(Output::Send {
+            to,
+            msg: Message::Nack {
+                ballot,
+                promised: self.promised,
+            },
+        });
+    }
+
     fn on_prepare(
         &mut self,
         now: Millis,
@@ -682,13 +693,7 @@ impl Paxos {
     ) {
         self.max_round_seen = self.max_round_seen.max(ballot.round);
         if ballot < self.promised && !self.cfg.unsafe_accept_lower_ballots {
-            out.push(Output::Send {
-                to: from,
-                msg: Message::Nack {
-                    ballot,
-                    promised: self.promised,
-                },
-            });
+            self.nack(from, ballot, out);
             return;
         }
         if ballot > self.promised {
@@ -732,13 +737,7 @@ impl Paxos {
         out: &mut Vec<Output>,
     ) {
         if !self.follow(now, ballot) {
-            out.push(Output::Send {
-                to: from,
-                msg: Message::Nack {
-                    ballot,
-                    promised: self.promised,
-                },
-            });
+            self.nack(from, ballot, out);
             return;
         }
         if slot >= self.decided_upto && !self.decided_ahead.contains_key(&slot) {
@@ -765,13 +764,7 @@ impl Paxos {
         out: &mut Vec<Output>,
     ) {
         if !self.follow(now, ballot) {
-            out.push(Output::Send {
-                to: from,
-                msg: Message::Nack {
-                    ballot,
-                    promised: self.promised,
-                },
-            });
+            self.nack(from, ballot, out);
             return;
         }
         self.learn_commit(now, from, ballot, leader_decided_upto, out);
