@@ -137,12 +137,18 @@ impl View {
         let mut next = self.clone();
         next.number += 1;
         match change {
-            Reconfig::Add { addr } => {
-                // An address that comes back (say, a pod with an empty disk) joins as a new
-                // learner: its old identity, with whatever it promised, is retired.
-                if let Some(old) = next.id_of(addr) {
-                    next.members.remove(&old);
-                    next.learners.remove(&old);
+            Reconfig::Add { addr, replaces } => {
+                match (next.id_of(addr), replaces) {
+                    // A replica that lost its disk comes back as a new learner: its old
+                    // identity, with whatever it promised, is retired.
+                    (Some(old), Some(r)) if old == *r => {
+                        next.members.remove(&old);
+                        next.learners.remove(&old);
+                    }
+                    // Already there (a retried or stale add): nothing to do, so an old
+                    // proposal decided late can never retire a live member.
+                    (Some(_), _) => return next,
+                    (None, _) => {}
                 }
                 next.learners.insert(next.next_id, addr.clone());
                 next.next_id += 1;
@@ -164,8 +170,14 @@ impl View {
 /// A membership change. It occupies a slot of its own and takes effect from the next slot.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Reconfig {
-    /// Adds a learner at `addr` (retiring any member already at that address).
-    Add { addr: String },
+    /// Adds a learner at `addr`. With `replaces`, the member of that id at the same address
+    /// (which lost its disk) is retired; without it, an address already present is left as
+    /// it is.
+    Add {
+        addr: String,
+        #[serde(default)]
+        replaces: Option<ReplicaId>,
+    },
     /// Makes a learner that has caught up a voting member.
     Promote { id: ReplicaId },
     /// Removes a member or learner.

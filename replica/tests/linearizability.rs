@@ -106,17 +106,23 @@ async fn unanswered_calls_may_have_happened() {
             },
         )
     };
+    // Equal timestamps count as concurrent: keep these calls apart.
+    let pause = || tokio::time::sleep(Duration::from_millis(2));
     // A write whose reply is lost: it happened, but the client never learns it.
     rec.record_invoke(1, set(1));
     dict.lock().await.insert("k".into(), 1);
+    pause().await;
     let get = Op::dict("dict", DictCall::Get { key: "k".into() });
     let id = rec.record_invoke(2, get.clone());
     let v = dict.lock().await.get("k").copied();
     rec.record_return(id, Outcome::Ok(v.map_or(Val::Nil, Val::Int)));
     rec.check().unwrap();
-    // A write that returned must be seen by a read that starts afterwards.
+    pause().await;
+    // A write that returned must be seen by a read that starts afterwards (the lost
+    // write took effect once, before the first read).
     let id = rec.record_invoke(1, set(2));
     rec.record_return(id, Outcome::none());
+    pause().await;
     let id = rec.record_invoke(2, get);
     rec.record_return(id, Outcome::ok(1));
     let why = rec.check().unwrap_err().to_string();

@@ -209,6 +209,7 @@ pub fn report(replica: ReplicaId, members: &[&str]) -> StatusReport {
     for m in &members[1..] {
         view = view.apply(&crate::command::Reconfig::Add {
             addr: m.to_string(),
+            replaces: None,
         });
         let id = view.next_id - 1;
         view = view.apply(&crate::command::Reconfig::Promote { id });

@@ -143,8 +143,11 @@ impl Node {
         let mut actions = Vec::new();
         node.perform(now, out, &mut actions);
         // Recovery replays history: whatever it would tell clients or peers is stale.
-        node.member = node.paxos.view().knows(id);
-        node.removed = !node.member;
+        let view = node.paxos.view();
+        node.member = view.knows(id);
+        // An id the replayed view has not reached yet (a joiner that crashed before
+        // replaying its own add) is not removed; one below next_id that is absent is.
+        node.removed = !node.member && id < view.next_id;
         Ok(node)
     }
 
@@ -315,9 +318,11 @@ impl Node {
             });
             return actions;
         }
+        // A voter at this address is coming back without its disk: replace it.
+        let replaces = view.id_of(&addr).filter(|id| view.contains(*id));
         match self.propose_change(
             now,
-            Reconfig::Add { addr },
+            Reconfig::Add { addr, replaces },
             ChangeWaiter::Joiner(conn),
             &mut actions,
         ) {
@@ -363,7 +368,10 @@ impl Node {
                     actions.push(answer(MembershipReply::Done { view }));
                     return actions;
                 }
-                Reconfig::Add { addr }
+                Reconfig::Add {
+                    addr,
+                    replaces: None,
+                }
             }
             MembershipChange::Remove { replica } => {
                 let view = self.paxos.view();
@@ -542,7 +550,7 @@ impl Node {
                 }
                 let view = self.paxos.view().clone();
                 match (waiter, &change) {
-                    (ChangeWaiter::Joiner(conn), Reconfig::Add { addr }) => {
+                    (ChangeWaiter::Joiner(conn), Reconfig::Add { addr, .. }) => {
                         let frame = match view.id_of(addr) {
                             Some(id) => PeerFrame::Joined {
                                 id,

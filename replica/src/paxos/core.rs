@@ -1251,6 +1251,8 @@ impl Paxos {
         out.push(Output::Restore(snapshot));
         out.push(Output::ViewChanged(self.view.clone()));
         self.execute_ready(now, out);
+        // A new leader catching up through a snapshot finishes its recovery here.
+        self.after_progress(now, out);
         self.catchup_asked_ms = None;
         if self.decided_upto < self.catchup_target {
             self.catchup_asked_ms = Some(now);

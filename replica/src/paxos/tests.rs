@@ -440,7 +440,14 @@ fn membership_change_adds_a_replica_that_catches_up_and_votes() {
     c.nodes
         .get_mut(&leader)
         .unwrap()
-        .propose_change(now, Reconfig::Add { addr: "r4".into() }, &mut out)
+        .propose_change(
+            now,
+            Reconfig::Add {
+                addr: "r4".into(),
+                replaces: None,
+            },
+            &mut out,
+        )
         .unwrap();
     c.handle(leader, out, f);
     for _ in 0..300 {

@@ -44,6 +44,12 @@ pub enum Input {
         from: ReplicaId,
         msg: Message,
     },
+    /// A replica opened a link to us: we need one back to answer it, even when our view
+    /// does not know it yet (we lag) or any more (it was removed).
+    PeerHello {
+        id: ReplicaId,
+        addr: String,
+    },
     Closed {
         conn: ConnId,
     },
@@ -119,12 +125,15 @@ async fn serve(
                 send(&inputs, Input::Client { conn, frame }).await?;
             }
         }
-        Role::Peer { id, .. } => loop {
-            match frame::read_frame::<_, PeerFrame>(&mut reader).await? {
-                PeerFrame::Paxos(msg) => send(&inputs, Input::Peer { from: id, msg }).await?,
-                other => tracing::debug!("ignoring {other:?} on a peer link"),
+        Role::Peer { id, addr } => {
+            send(&inputs, Input::PeerHello { id, addr }).await?;
+            loop {
+                match frame::read_frame::<_, PeerFrame>(&mut reader).await? {
+                    PeerFrame::Paxos(msg) => send(&inputs, Input::Peer { from: id, msg }).await?,
+                    other => tracing::debug!("ignoring {other:?} on a peer link"),
+                }
             }
-        },
+        }
         Role::Joiner { .. } => {
             let (tx, rx) = mpsc::channel(16);
             tokio::spawn(write_loop(writer, rx));

@@ -377,6 +377,10 @@ impl Driver {
                 self.node.on_join(now, conn, addr)
             }
             Input::Peer { from, msg } => self.node.on_peer(now, from, msg),
+            Input::PeerHello { id, addr } => {
+                self.peers.ensure(id, &addr);
+                return;
+            }
         };
         self.perform(actions);
     }

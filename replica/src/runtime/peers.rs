@@ -61,6 +61,8 @@ impl Peers {
                 self.retired.push_back(id);
             }
         }
+        // Links made for replicas our view had not reached are ordinary ones now.
+        self.retired.retain(|id| view.addr_of(*id).is_none());
         while self.retired.len() > MAX_RETIRED {
             if let Some(old) = self.retired.pop_front() {
                 self.links.remove(&old);
@@ -79,6 +81,34 @@ impl Peers {
                 rx,
             ));
             self.links.insert(id, (addr.to_string(), tx));
+        }
+    }
+
+    /// Makes sure we can answer a replica that linked to us, though our view may not
+    /// know it (we lag behind its add, or it was removed). Such links count among the
+    /// retired ones, so there are few.
+    pub fn ensure(&mut self, id: ReplicaId, addr: &str) {
+        if id == self.me || self.links.get(&id).is_some_and(|(a, _)| a == addr) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        tokio::spawn(run_link(
+            self.me,
+            self.my_addr.clone(),
+            id,
+            addr.to_string(),
+            rx,
+        ));
+        self.links.insert(id, (addr.to_string(), tx));
+        if !self.retired.contains(&id) {
+            self.retired.push_back(id);
+        }
+        while self.retired.len() > MAX_RETIRED {
+            if let Some(old) = self.retired.pop_front() {
+                if old != id {
+                    self.links.remove(&old);
+                }
+            }
         }
     }
 

@@ -106,7 +106,8 @@ pub struct SimConfig {
     pub compare_replicas: bool,
     /// A replica can send to a peer outside the view it has executed once that peer's
     /// messages reached it (a runtime that links back to peers that connected to it).
-    /// Keep it equal to what runtime/peers.rs does: today it only links to the view.
+    /// Keep it equal to what runtime/peers.rs does: it links back to every replica whose
+    /// hello reached it (`Peers::ensure`).
     pub answer_unknown_peers: bool,
 }
 
@@ -136,7 +137,7 @@ impl Default for SimConfig {
             failover_ms: 2_500,
             check_every_slot: true,
             compare_replicas: true,
-            answer_unknown_peers: false,
+            answer_unknown_peers: true,
         }
     }
 }

@@ -58,7 +58,7 @@ impl fmt::Display for V<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             SlotValue::Noop => write!(f, "noop"),
-            SlotValue::Reconfig(Reconfig::Add { addr }) => write!(f, "add({addr})"),
+            SlotValue::Reconfig(Reconfig::Add { addr, .. }) => write!(f, "add({addr})"),
             SlotValue::Reconfig(Reconfig::Promote { id }) => write!(f, "promote({id})"),
             SlotValue::Reconfig(Reconfig::Remove { id }) => write!(f, "remove({id})"),
             SlotValue::Batch(cmds) => {
