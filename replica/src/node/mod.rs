@@ -153,7 +153,7 @@ impl Node {
 
     /// What a fresh log must start with after a snapshot (see [`Action::SaveSnapshot`]).
     pub fn checkpoint_records(&self) -> Vec<Record> {
-        self.paxos.checkpoint_records()
+        self.paxos.checkpoint_records(self.snapshot_slot)
     }
 
     fn with(addr: &str, cfg: NodeConfig, paxos: Paxos, state: StateMachine) -> Node {
@@ -246,7 +246,11 @@ impl Node {
             actions.push(reply(conn, &cmd, ReplyResult::NotLeader { leader }));
             return actions;
         }
-        self.heard.insert(cmd.session, now);
+        // Only sessions that exist are tracked (their open may still be in the pipeline:
+        // the lease starts when it executes).
+        if self.state.has_session(cmd.session) {
+            self.heard.insert(cmd.session, now);
+        }
         // A retry of a command this group already ran is answered from the cache.
         match self.state.cached(cmd.session, cmd.seq) {
             Some(Some(result)) => {
@@ -473,7 +477,7 @@ impl Node {
                             self.snapshot_slot = snapshot.slot;
                             // Calls parked before are part of the restored state; their
                             // waiters retry and are answered from it.
-                            let records = self.paxos.checkpoint_records();
+                            let records = self.paxos.checkpoint_records(snapshot.slot);
                             actions.push(Action::SaveSnapshot(snapshot, records));
                         }
                         Err(e) => actions.push(Action::Fatal(format!(
@@ -523,7 +527,7 @@ impl Node {
         self.paxos.compact(snapshot.clone());
         actions.push(Action::SaveSnapshot(
             snapshot,
-            self.paxos.checkpoint_records(),
+            self.paxos.checkpoint_records(upto),
         ));
     }
 
@@ -600,7 +604,9 @@ impl Node {
                 self.heard.insert(s, now);
             }
         }
-        if !leader && self.was_leader && !self.paxos.is_candidate() {
+        // Neither leading nor running: whoever waits here must go to the new leader (this
+        // also covers a candidacy that began as leader and then lost).
+        if !leader && !self.paxos.is_candidate() && !self.waiting.is_empty() {
             self.fail_waiting(actions);
         }
         self.was_leader = leader;

@@ -289,10 +289,21 @@ impl Paxos {
         p
     }
 
-    /// The records that, written after a snapshot, carry everything the snapshot does not:
-    /// the promise, undecided accepted values, and decisions past the decided prefix.
-    pub fn checkpoint_records(&self) -> Vec<Record> {
+    /// The records that, written after a snapshot of slot `from_slot`, carry everything the
+    /// snapshot does not: the promise, the slots decided since `from_slot` (a snapshot
+    /// installed from the leader may be followed at once by slots we had decided), undecided
+    /// accepted values, and decisions past the decided prefix.
+    pub fn checkpoint_records(&self, from_slot: u64) -> Vec<Record> {
         let mut records = vec![Record::Promised(self.promised)];
+        let start = from_slot.max(self.log_start);
+        for slot in start..self.decided_upto {
+            if let Some(value) = self.log.get((slot - self.log_start) as usize) {
+                records.push(Record::Decided {
+                    slot,
+                    value: Some(value.clone()),
+                });
+            }
+        }
         for (&slot, (ballot, value)) in &self.accepted {
             records.push(Record::Accepted {
                 slot,
@@ -525,7 +536,10 @@ impl Paxos {
             Message::Decided { first_slot, values } => {
                 let got = !values.is_empty();
                 for (i, value) in values.into_iter().enumerate() {
-                    self.learn(now, first_slot + i as u64, value, true, out);
+                    let Some(slot) = first_slot.checked_add(i as u64) else {
+                        break;
+                    };
+                    self.learn(now, slot, value, true, out);
                 }
                 self.catchup_asked_ms = None;
                 self.after_progress(now, out);
@@ -957,8 +971,11 @@ impl Paxos {
             .unwrap_or((self.id, self.decided_upto));
         // Per slot, the value accepted with the highest ballot must be proposed again.
         let mut best: BTreeMap<u64, (Ballot, SlotValue)> = BTreeMap::new();
+        // No honest acceptor holds a value this far past every decided prefix (leaders
+        // pipeline a window at a time); a bogus far slot must not make us fill noops up to it.
+        let horizon = max_decided.saturating_add(64 * self.cfg.window as u64 + 1024);
         for (entries, _) in c.promises.values() {
-            for e in entries {
+            for e in entries.iter().filter(|e| e.slot <= horizon) {
                 let replace = best.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b);
                 if replace {
                     best.insert(e.slot, (e.ballot, e.value.clone()));
@@ -1239,6 +1256,13 @@ impl Paxos {
     fn install(&mut self, now: Millis, from: ReplicaId, snapshot: Snapshot, out: &mut Vec<Output>) {
         if snapshot.slot <= self.decided_upto {
             return;
+        }
+        // A leader that is not catching up after its election yet is behind a snapshot is
+        // stale: its pipeline and heartbeats would speak for slots decided without it.
+        if let Role::Leader(l) = &self.role
+            && l.recovering.is_none()
+        {
+            self.step_down(now, None);
         }
         let slot = snapshot.slot;
         self.decided_upto = slot;

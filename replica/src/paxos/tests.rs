@@ -538,3 +538,87 @@ fn membership_change_adds_a_replica_that_catches_up_and_votes() {
         assert_eq!(c.nodes[&id].view().members.len(), 2);
     }
 }
+
+#[test]
+fn slots_executed_right_after_an_installed_snapshot_survive_a_restart() {
+    // A follower accepts slots 5 and 6, learns they are decided (slots 0..5 missing),
+    // then installs the leader's snapshot of slot 5 and executes 5 and 6 at once. The
+    // checkpoint written with that snapshot must carry 5 and 6, or a crash forgets them.
+    let view = static_view(3);
+    let b = Ballot {
+        round: 2,
+        leader: 1,
+    };
+    let mut p = Paxos::new(2, view.clone(), cfg(), 5, 0);
+    let mut out = Vec::new();
+    for slot in [5u64, 6] {
+        let value = SlotValue::Batch(vec![Command::ExpireSession(slot)]);
+        p.receive(
+            1,
+            1,
+            Message::Accept {
+                ballot: b,
+                slot,
+                value,
+                decided_upto: 0,
+            },
+            &mut out,
+        );
+    }
+    p.receive(
+        2,
+        1,
+        Message::Heartbeat {
+            ballot: b,
+            decided_upto: 7,
+        },
+        &mut out,
+    );
+    assert_eq!(p.decided_upto(), 0, "slots 0..5 are still missing");
+    let snapshot = Snapshot {
+        slot: 5,
+        view: view.clone(),
+        state: vec![],
+    };
+    p.receive(
+        3,
+        1,
+        Message::InstallSnapshot {
+            snapshot: snapshot.clone(),
+        },
+        &mut out,
+    );
+    assert_eq!(p.decided_upto(), 7);
+    let durable = Durable {
+        snapshot: Some(snapshot.clone()),
+        records: p.checkpoint_records(5),
+    };
+    let mut replay = Vec::new();
+    let q = Paxos::recover(2, view, cfg(), 5, 10, &durable, &mut replay);
+    assert_eq!(q.decided_upto(), 7, "the restart remembers slots 5 and 6");
+    let executed: Vec<u64> = replay
+        .iter()
+        .filter_map(|o| match o {
+            Output::Execute { slot, .. } => Some(*slot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(executed, vec![5, 6]);
+}
+
+#[test]
+fn a_stale_leader_steps_down_before_installing_a_snapshot() {
+    let view = View::founded_by("a:1");
+    let mut p = Paxos::new(1, view.clone(), cfg(), 1, 0);
+    let mut out = Vec::new();
+    p.found(0, vec![], &mut out);
+    assert!(p.is_leader());
+    let snapshot = Snapshot {
+        slot: 50,
+        view,
+        state: vec![],
+    };
+    p.receive(1, 2, Message::InstallSnapshot { snapshot }, &mut out);
+    assert!(!p.is_leader());
+    assert_eq!(p.decided_upto(), 50);
+}

@@ -88,7 +88,8 @@ impl Peers {
     /// know it (we lag behind its add, or it was removed). Such links count among the
     /// retired ones, so there are few.
     pub fn ensure(&mut self, id: ReplicaId, addr: &str) {
-        if id == self.me || self.links.get(&id).is_some_and(|(a, _)| a == addr) {
+        // Known ids keep the link the view gave them.
+        if id == self.me || self.links.contains_key(&id) {
             return;
         }
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
@@ -104,10 +105,10 @@ impl Peers {
             self.retired.push_back(id);
         }
         while self.retired.len() > MAX_RETIRED {
-            if let Some(old) = self.retired.pop_front() {
-                if old != id {
-                    self.links.remove(&old);
-                }
+            if let Some(old) = self.retired.pop_front()
+                && old != id
+            {
+                self.links.remove(&old);
             }
         }
     }

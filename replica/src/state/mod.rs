@@ -34,6 +34,10 @@ struct Session {
     /// The client has every reply below this sequence number.
     acked_below: u64,
     replies: BTreeMap<u64, Cached>,
+    /// Replies below this were dropped from the cache unacknowledged (too many calls in
+    /// flight): a retry of one must not run the call again.
+    #[serde(default)]
+    evicted_below: u64,
 }
 
 /// Sessions, replies and objects.
@@ -150,6 +154,20 @@ impl StateMachine {
                 return;
             }
             Some(Cached::Parked) => return,
+            None if c.seq < session.evicted_below => {
+                done.push(Completion {
+                    session: c.session,
+                    seq: c.seq,
+                    result: ReplyResult::Err {
+                        kind: "RuntimeError".into(),
+                        message: format!(
+                            "the reply of call {} was dropped (more than {MAX_CACHED_REPLIES} calls unacknowledged); it may or may not have run",
+                            c.seq
+                        ),
+                    },
+                });
+                return;
+            }
             None => {}
         }
         let call = CallId {
@@ -292,8 +310,108 @@ fn trim(session: &mut Session) {
         match oldest_done {
             Some(seq) => {
                 session.replies.remove(&seq);
+                session.evicted_below = session.evicted_below.max(seq + 1);
             }
             None => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(session: SessionId, seq: u64, ack: u64, op: Operation) -> Command {
+        Command::Client(ClientCommand {
+            session,
+            seq,
+            ack,
+            op,
+        })
+    }
+
+    fn incr() -> Operation {
+        Operation::Call {
+            object: "c".into(),
+            method: "increment".into(),
+            args: vec![],
+        }
+    }
+
+    fn value(sm: &mut StateMachine, seq: u64) -> ReplyResult {
+        let get = Operation::Call {
+            object: "c".into(),
+            method: "getvalue".into(),
+            args: vec![],
+        };
+        sm.apply(&cmd(9, seq, 0, get)).remove(0).result
+    }
+
+    fn machine() -> StateMachine {
+        let mut sm = StateMachine::default();
+        sm.apply(&Command::EnsureObject {
+            name: "c".into(),
+            type_name: "counter".into(),
+            args: vec![],
+        });
+        sm.apply(&cmd(7, 0, 0, Operation::OpenSession));
+        sm.apply(&cmd(9, 0, 0, Operation::OpenSession));
+        sm
+    }
+
+    #[test]
+    fn a_retried_command_is_answered_not_applied_again() {
+        let mut sm = machine();
+        let first = sm.apply(&cmd(7, 1, 1, incr()));
+        let again = sm.apply(&cmd(7, 1, 1, incr()));
+        assert_eq!(first, again);
+        assert_eq!(value(&mut sm, 1), ReplyResult::Ok(Value::from(1)));
+        // Once acknowledged, a stale duplicate is ignored silently.
+        sm.apply(&cmd(7, 2, 2, incr()));
+        assert!(sm.apply(&cmd(7, 1, 3, incr())).is_empty());
+        assert_eq!(value(&mut sm, 2), ReplyResult::Ok(Value::from(2)));
+    }
+
+    #[test]
+    fn unknown_and_expired_sessions_are_told_so() {
+        let mut sm = machine();
+        let r = sm.apply(&cmd(42, 1, 0, incr()));
+        assert_eq!(r[0].result, ReplyResult::SessionExpired);
+        sm.apply(&Command::ExpireSession(7));
+        assert_eq!(
+            sm.apply(&cmd(7, 1, 1, incr()))[0].result,
+            ReplyResult::SessionExpired
+        );
+        assert_eq!(value(&mut sm, 1), ReplyResult::Ok(Value::from(0)));
+    }
+
+    #[test]
+    fn an_evicted_reply_is_never_re_executed() {
+        let mut sm = machine();
+        // A client that never acknowledges: the cache keeps the newest replies only.
+        let n = MAX_CACHED_REPLIES as u64 + 10;
+        for seq in 1..=n {
+            sm.apply(&cmd(7, seq, 1, incr()));
+        }
+        let retry = sm.apply(&cmd(7, 1, 1, incr()));
+        assert!(
+            matches!(&retry[0].result, ReplyResult::Err { kind, .. } if kind == "RuntimeError"),
+            "{retry:?}"
+        );
+        assert_eq!(value(&mut sm, 1), ReplyResult::Ok(Value::from(n as i64)));
+    }
+
+    #[test]
+    fn save_and_restore_keep_sessions_and_replies() {
+        let mut sm = machine();
+        sm.apply(&cmd(7, 1, 1, incr()));
+        let bytes = sm.save().unwrap();
+        let mut back = StateMachine::restore(ObjectTypes::builtin(), &bytes).unwrap();
+        assert_eq!(back.save().unwrap(), bytes);
+        assert_eq!(
+            sm.apply(&cmd(7, 1, 1, incr())),
+            back.apply(&cmd(7, 1, 1, incr()))
+        );
+        assert_eq!(value(&mut back, 1), ReplyResult::Ok(Value::from(1)));
     }
 }

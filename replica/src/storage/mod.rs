@@ -292,8 +292,16 @@ pub fn decode_records(bytes: &[u8]) -> Result<(Vec<Record>, Option<u64>), (u64, 
         if rest.len() < 8 {
             return Ok((records, Some(at as u64)));
         }
+        // After a power loss the unsynced end of a file may read back as zeros: that is a
+        // write that never completed, not damage.
+        if rest.iter().all(|b| *b == 0) {
+            return Ok((records, Some(at as u64)));
+        }
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let crc = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if len == 0 {
+            return Err((at as u64, "empty record".into()));
+        }
         if len > MAX_RECORD_BYTES {
             return Err((at as u64, format!("impossible record length {len}")));
         }

@@ -132,6 +132,26 @@ fn a_checksum_failure_in_the_final_record_is_a_torn_write() {
 }
 
 #[test]
+fn a_zero_filled_tail_after_power_loss_is_a_torn_write() {
+    let mut bytes = Vec::new();
+    for slot in 0..3 {
+        let payload = rmp_serde::to_vec(&accepted(slot)).unwrap();
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&crc32(&payload).to_be_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    let good = bytes.len() as u64;
+    bytes.extend(std::iter::repeat_n(0u8, 4096));
+    let (records, torn) = decode_records(&bytes).unwrap();
+    assert_eq!(records.len(), 3);
+    assert_eq!(torn, Some(good));
+    // An empty record followed by real data is damage, not a torn tail.
+    let mut damaged = bytes[..good as usize].to_vec();
+    damaged.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7, 7]);
+    assert!(decode_records(&damaged).is_err());
+}
+
+#[test]
 fn damage_before_the_end_refuses_to_start() {
     let dir = tempdir("corrupt");
     let mut o = Storage::open(&dir).unwrap();
