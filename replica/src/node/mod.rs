@@ -612,6 +612,23 @@ impl Node {
         self.was_leader = leader;
     }
 
+    /// Answers every waiting client with `Unavailable { reason }` (the driver halted).
+    pub fn fail_waiting_with(&mut self, reason: &str) -> Vec<Action> {
+        self.waiting
+            .drain()
+            .map(|((session, seq), conn)| Action::Reply {
+                conn,
+                frame: ReplicaFrame::Reply {
+                    session,
+                    seq,
+                    result: ReplyResult::Unavailable {
+                        reason: reason.to_string(),
+                    },
+                },
+            })
+            .collect()
+    }
+
     fn fail_waiting(&mut self, actions: &mut Vec<Action>) {
         let result = if self.removed {
             self.removed_result()

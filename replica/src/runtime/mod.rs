@@ -472,12 +472,11 @@ impl Driver {
 
     fn halt(&mut self, reason: String) {
         tracing::error!("{reason}");
+        // Clients waiting here learn why and go elsewhere (their retries are answered
+        // exactly once by the others).
+        let replies = self.node.fail_waiting_with(&reason);
         self.halted = Some(reason);
-        // Clients waiting here learn why and go elsewhere.
-        let conns: Vec<ConnId> = self.clients.keys().copied().collect();
-        for conn in conns {
-            self.node.on_closed(conn);
-        }
+        self.dispatch(replies);
     }
 
     fn dispatch(&mut self, actions: Vec<Action>) {
