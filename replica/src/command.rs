@@ -79,6 +79,10 @@ pub struct View {
     pub learners: BTreeMap<ReplicaId, String>,
     /// The id the next member to join will receive.
     pub next_id: ReplicaId,
+    /// Drawn at random when the group is founded; peers of another group are refused, so
+    /// a wiped replica restarted as a founder can never vote in its old group.
+    #[serde(default)]
+    pub group: u64,
 }
 
 impl View {
@@ -91,6 +95,7 @@ impl View {
             members,
             learners: BTreeMap::new(),
             next_id: 2,
+            group: 0,
         }
     }
 

@@ -432,3 +432,49 @@ async fn a_full_disk_stops_the_replica_with_a_clear_error_and_acknowledges_nothi
     drop(cluster);
     let _ = std::fs::remove_dir_all(&roomy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_replica_restarted_as_a_founder_never_votes_in_its_old_group() {
+    let mut dc = DurableCluster::start(3, "split", &[]).await;
+    let c = dc.cluster.client().await;
+    increments(&c, 5).await;
+    // The founder (id 1) is wiped: founding again it is id 1 of a new group, and the old
+    // group's leader (id 2 or 3) is an id it has never seen, exactly the dangerous case.
+    let victim = 0;
+    dc.cluster.kill(victim);
+    dc.wipe(victim);
+    let leader = dc.cluster.leader().await;
+    // The operator's mistake: no -b, so it founds a group of its own at the same address.
+    let child = dc.spawn(dc.cluster.replicas[victim].port, victim, None);
+    dc.cluster.replicas[victim].child = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dc.cluster.status_of(victim).await.is_none() {
+        assert!(Instant::now() < deadline, "the wiped replica did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old group goes on with its other two members, many slots further (its clients
+    // use its own addresses: the impostor is another group now)...
+    drop(c);
+    let others = format!(
+        "{}, {}",
+        dc.cluster.replicas[1].addr(),
+        dc.cluster.replicas[2].addr()
+    );
+    let c = Client::connect(&others, ClientOptions::default())
+        .await
+        .unwrap();
+    increments(&c, 50).await;
+    assert_eq!(value(&c).await, 55);
+    let old = dc.cluster.status_of(leader).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...and none of its slots reached the impostor: the old group's links are refused.
+    let lone = dc.cluster.status_of(victim).await.unwrap();
+    assert_eq!(lone.view.members.len(), 1, "{lone:?}");
+    assert_ne!(lone.view.group, old.view.group);
+    assert!(
+        lone.decided_upto < 5 && old.decided_upto > 50,
+        "the impostor must not follow the old group: {} vs {}",
+        lone.decided_upto,
+        old.decided_upto
+    );
+}

@@ -33,6 +33,7 @@ fn zone(number: u64, ids: &[u64], leader: u64) -> Zone {
             members,
             learners: BTreeMap::new(),
             next_id: 10,
+            group: 0,
         },
         leader: Some(leader),
         round: 1,

@@ -14,6 +14,7 @@ fn view(number: u64, members: &[(u64, &str)]) -> View {
         members: members.iter().map(|(i, a)| (*i, a.to_string())).collect(),
         next_id: members.iter().map(|(i, _)| i + 1).max().unwrap_or(1),
         learners: BTreeMap::new(),
+        group: 0,
     }
 }
 

@@ -34,8 +34,13 @@ impl Hello {
 pub enum Role {
     /// A client of the objects (the client library, the CLI, the operator).
     Client,
-    /// A member of the view, opening its outbound link to another member.
-    Peer { id: ReplicaId, addr: String },
+    /// A member of the view, opening its outbound link to another member of `group`.
+    Peer {
+        id: ReplicaId,
+        addr: String,
+        #[serde(default)]
+        group: u64,
+    },
     /// A replica that is not a member yet and asks to join.
     Joiner { addr: String },
 }

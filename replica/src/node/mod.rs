@@ -93,7 +93,9 @@ impl Node {
         seed: u64,
         now: Millis,
     ) -> (Node, Vec<Action>) {
-        let view = View::founded_by(addr);
+        let mut view = View::founded_by(addr);
+        // The caller's randomness names the group (never 0, which means "unknown").
+        view.group = seed.max(1);
         let paxos = Paxos::new(1, view, cfg.paxos.clone(), seed, now);
         let mut node = Node::with(addr, cfg, paxos, state);
         let mut out = Vec::new();

@@ -50,6 +50,7 @@ fn static_view(n: u64) -> View {
         members: (1..=n).map(|i| (i, format!("r{i}"))).collect(),
         learners: BTreeMap::new(),
         next_id: n + 1,
+        group: 0,
     }
 }
 

@@ -55,8 +55,9 @@ pub enum Input {
     },
 }
 
-/// Our identity once known (a joiner has none until it is added); the welcome carries it.
-pub type IdentityWatch = watch::Receiver<ReplicaId>;
+/// Our identity and group once known (a joiner has neither until it is added); the
+/// welcome carries the id, and peers of another group are refused.
+pub type IdentityWatch = watch::Receiver<(ReplicaId, u64)>;
 
 pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>, me: IdentityWatch) {
     let next_conn = Arc::new(AtomicU64::new(1));
@@ -73,9 +74,9 @@ pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>, me:
         let _ = stream.set_nodelay(true);
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         let inputs = inputs.clone();
-        let me = *me.borrow();
+        let (me, group) = *me.borrow();
         tokio::spawn(async move {
-            if let Err(e) = serve(stream, conn, inputs.clone(), me).await {
+            if let Err(e) = serve(stream, conn, inputs.clone(), me, group).await {
                 match e {
                     FrameError::Closed => tracing::debug!(%peer, "connection closed"),
                     e => tracing::info!(%peer, "closing connection: {e}"),
@@ -91,11 +92,29 @@ async fn serve(
     conn: ConnId,
     inputs: mpsc::Sender<Input>,
     me: ReplicaId,
+    my_group: u64,
 ) -> Result<(), FrameError> {
     let (r, w) = stream.into_split();
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
     let hello: Hello = frame::read_frame_within(&mut reader, frame::HANDSHAKE_TIMEOUT).await?;
+    if let Role::Peer { group, id, .. } = &hello.role
+        && *group != 0
+        && my_group != 0
+        && *group != my_group
+    {
+        let reason = format!(
+            "replica {id} belongs to group {group:x}, this replica to group {my_group:x}; a replica that lost its disk must rejoin with -b"
+        );
+        let _ = frame::write_frame(
+            &mut writer,
+            &Welcome::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(FrameError::Handshake(reason));
+    }
     if hello.magic != MAGIC || hello.version != PROTOCOL_VERSION {
         let reason = format!(
             "unsupported protocol {:?} version {} (this replica speaks {MAGIC:?} version {PROTOCOL_VERSION})",
@@ -125,7 +144,7 @@ async fn serve(
                 send(&inputs, Input::Client { conn, frame }).await?;
             }
         }
-        Role::Peer { id, addr } => {
+        Role::Peer { id, addr, .. } => {
             send(&inputs, Input::PeerHello { id, addr }).await?;
             loop {
                 match frame::read_frame::<_, PeerFrame>(&mut reader).await? {

@@ -148,7 +148,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             source,
         })?;
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
-    let (identity_tx, identity) = watch::channel(0);
+    let (identity_tx, identity) = watch::channel((0, 0));
     tokio::spawn(listener::accept_loop(listener, inputs_tx, identity));
 
     let node_cfg = NodeConfig {
@@ -240,8 +240,9 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             (node, Vec::new(), joined.view)
         }
     };
-    let _ = identity_tx.send(node.id());
-    let mut peers = Peers::new(node.id(), me.clone());
+    let group = node.view().group;
+    let _ = identity_tx.send((node.id(), group));
+    let mut peers = Peers::new(node.id(), me.clone(), group);
     peers.update(&view);
     let id = node.id();
     let (view_tx, view_rx) = watch::channel(view);
@@ -279,7 +280,7 @@ struct Driver {
     view: watch::Sender<View>,
     leadership: watch::Sender<Leadership>,
     clock: Instant,
-    _identity: watch::Sender<u64>,
+    _identity: watch::Sender<(ReplicaId, u64)>,
     /// `-w`: the write-ahead log; None keeps everything in memory.
     storage: Option<Storage>,
     /// Set when the disk failed: the replica stops taking part (its memory may be ahead of

@@ -21,6 +21,8 @@ const MAX_RETIRED: usize = 16;
 pub struct Peers {
     me: ReplicaId,
     my_addr: String,
+    /// Our group, announced in every hello so other groups refuse us (and we them).
+    group: u64,
     links: HashMap<ReplicaId, (String, mpsc::Sender<Message>)>,
     /// Removed members whose links are still open, oldest first.
     retired: VecDeque<ReplicaId>,
@@ -28,10 +30,11 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(me: ReplicaId, my_addr: String) -> Peers {
+    pub fn new(me: ReplicaId, my_addr: String, group: u64) -> Peers {
         Peers {
             me,
             my_addr,
+            group,
             links: HashMap::new(),
             retired: VecDeque::new(),
             view_number: 0,
@@ -76,6 +79,7 @@ impl Peers {
             tokio::spawn(run_link(
                 self.me,
                 self.my_addr.clone(),
+                self.group,
                 id,
                 addr.to_string(),
                 rx,
@@ -96,6 +100,7 @@ impl Peers {
         tokio::spawn(run_link(
             self.me,
             self.my_addr.clone(),
+            self.group,
             id,
             addr.to_string(),
             rx,
@@ -124,13 +129,14 @@ impl Peers {
 async fn run_link(
     me: ReplicaId,
     my_addr: String,
+    group: u64,
     peer: ReplicaId,
     addr: String,
     mut rx: mpsc::Receiver<Message>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match stream_to(me, &my_addr, &addr, &mut rx).await {
+        match stream_to(me, &my_addr, group, &addr, &mut rx).await {
             Ok(()) => return, // the view dropped this peer
             Err(e) => {
                 tracing::debug!(peer, %addr, "peer link down: {e}");
@@ -150,6 +156,7 @@ async fn run_link(
 async fn stream_to(
     me: ReplicaId,
     my_addr: &str,
+    group: u64,
     addr: &str,
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<(), FrameError> {
@@ -167,6 +174,7 @@ async fn stream_to(
     let hello = Hello::new(Role::Peer {
         id: me,
         addr: my_addr.to_string(),
+        group,
     });
     frame::write_frame(&mut writer, &hello).await?;
     match frame::read_frame_within::<_, Welcome>(&mut reader, frame::HANDSHAKE_TIMEOUT).await? {
