@@ -273,6 +273,7 @@ async fn membership_remove_and_add_one_at_a_time_including_the_leader() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(cluster.status_of(follower).await.unwrap().state, "removed");
     // Asked directly, it answers with a clear reason (a client then fails over).
     let reply = raw_request(&gone).await;
     assert!(
@@ -401,8 +402,9 @@ async fn a_full_disk_stops_the_replica_with_a_clear_error_and_acknowledges_nothi
         "the client learns why: {error}"
     );
     assert!(!acked.is_empty());
-    // Status still answers, the process did not crash.
-    assert!(cluster.status_of(0).await.is_some());
+    // Status still answers, the process did not crash, and it says why it stopped.
+    let halted = cluster.status_of(0).await.expect("status answers");
+    assert!(halted.state.starts_with("halted:"), "{}", halted.state);
     // Free space (remount bigger is not possible; move the data to a roomy disk) and
     // restart: every acknowledged write is there.
     cluster.kill(0);

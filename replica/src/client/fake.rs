@@ -225,5 +225,6 @@ pub fn report(replica: ReplicaId, members: &[&str]) -> StatusReport {
         executed_upto: 9,
         sessions: 2,
         objects: 1,
+        state: "member".into(),
     }
 }

@@ -160,6 +160,9 @@ pub struct StatusReport {
     pub executed_upto: u64,
     pub sessions: u64,
     pub objects: u64,
+    /// How this replica serves: "member", "learner", "removed", "joining", or "halted: why".
+    #[serde(default)]
+    pub state: String,
 }
 
 /// Replica to replica.

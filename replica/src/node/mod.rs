@@ -214,6 +214,22 @@ impl Node {
             executed_upto: self.paxos.decided_upto(),
             sessions: self.state.session_count() as u64,
             objects: self.state.object_count() as u64,
+            state: self.serving_state().to_string(),
+        }
+    }
+
+    /// How this replica takes part, as its own executed view says.
+    pub fn serving_state(&self) -> &'static str {
+        let view = self.paxos.view();
+        if self.removed {
+            "removed"
+        } else if view.contains(self.id()) {
+            "member"
+        } else if view.is_learner(self.id()) {
+            "learner"
+        } else {
+            // Not in the view it has replayed so far: a joiner still catching up.
+            "joining"
         }
     }
 

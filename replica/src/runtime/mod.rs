@@ -396,7 +396,11 @@ impl Driver {
                 result: ReplyResult::Unavailable { reason },
             },
             ClientFrame::KeepAlive { .. } => ReplicaFrame::NotLeader { leader: None },
-            ClientFrame::Status => ReplicaFrame::Status(self.node.status()),
+            ClientFrame::Status => {
+                let mut report = self.node.status();
+                report.state = format!("halted: {reason}");
+                ReplicaFrame::Status(report)
+            }
             ClientFrame::Membership(_) => {
                 ReplicaFrame::Membership(MembershipReply::Refused { reason })
             }

@@ -76,7 +76,11 @@ pub fn render_table(probes: &[Probe]) -> String {
                 format!("{}.{}", r.ballot.0, r.ballot.1),
                 r.decided_upto.to_string(),
                 r.executed_upto.to_string(),
-                "ok".to_string(),
+                // Older replicas do not report a state; "ok" is what they meant.
+                match r.state.as_str() {
+                    "" | "member" => "ok".to_string(),
+                    other => other.to_string(),
+                },
             ],
             Err(e) => {
                 let mut row = vec!["-".to_string(), p.addr.clone(), String::new()];
@@ -125,6 +129,7 @@ pub fn render_json(probes: &[Probe]) -> String {
                 "executed_upto": r.executed_upto,
                 "sessions": r.sessions,
                 "objects": r.objects,
+                "state": r.state,
             }),
             Err(e) => json!({
                 "addr": p.addr,
