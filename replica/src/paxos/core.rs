@@ -418,6 +418,12 @@ impl Paxos {
         self.promised = ballot;
         out.push(Output::Persist(Record::Promised(ballot)));
         self.carry.extend(first);
+        self.lead_at_once(now, ballot, out);
+    }
+
+    /// Leads with `ballot` without phase 1: nothing to recover (a founder, or the planted
+    /// bug that skips phase 1).
+    fn lead_at_once(&mut self, now: Millis, ballot: Ballot, out: &mut Vec<Output>) {
         let recovery = Recovery::new(
             self.view.number,
             self.decided_upto,
@@ -910,15 +916,7 @@ impl Paxos {
             give_up_ms: now + timeout,
         });
         if self.cfg.unsafe_skip_phase1 {
-            let recovery = Recovery::new(
-                self.view.number,
-                self.decided_upto,
-                self.id,
-                BTreeMap::new(),
-                now,
-            );
-            self.become_leader(now, ballot, recovery);
-            self.after_progress(now, out);
+            self.lead_at_once(now, ballot, out);
             return;
         }
         for to in self.others().collect::<Vec<_>>() {
