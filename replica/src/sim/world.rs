@@ -1191,41 +1191,34 @@ impl World {
 
     /// A frame from a client (or the administrator) to its replica.
     pub(super) fn send_to_replica(&mut self, conn: ConnId, frame: ClientFrame) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        if let End::Client(client) = c.end
-            && (self.clients[client].isolated(self.now) || self.rng.chance(self.net.client_break))
-        {
-            self.break_conn(conn);
-            return;
+        if let Some(at) = self.transit(conn, true) {
+            self.schedule(at, Ev::ToReplica { conn, frame });
         }
-        let d = self.delay();
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let at = (self.now + d).max(c.up_at);
-        c.up_at = at;
-        self.schedule(at, Ev::ToReplica { conn, frame });
     }
 
     fn send_to_endpoint(&mut self, conn: ConnId, frame: ReplicaFrame) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
+        if let Some(at) = self.transit(conn, false) {
+            self.schedule(at, Ev::ToEndpoint { conn, frame });
+        }
+    }
+
+    /// When a frame sent now on `conn` arrives, in order with the earlier frames going the
+    /// same way (`upward`: towards the replica), or None when the connection breaks instead.
+    fn transit(&mut self, conn: ConnId, upward: bool) -> Option<u64> {
+        let c = self.conns.get(&conn)?;
         if let End::Client(client) = c.end
             && (self.clients[client].isolated(self.now) || self.rng.chance(self.net.client_break))
         {
             self.break_conn(conn);
-            return;
+            return None;
         }
         let d = self.delay();
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let at = (self.now + d).max(c.down_at);
-        c.down_at = at;
-        self.schedule(at, Ev::ToEndpoint { conn, frame });
+        let now = self.now;
+        let c = self.conns.get_mut(&conn)?;
+        let mark = if upward { &mut c.up_at } else { &mut c.down_at };
+        let at = (now + d).max(*mark);
+        *mark = at;
+        Some(at)
     }
 
     fn deliver_to_replica(&mut self, conn: ConnId, frame: ClientFrame) {
