@@ -192,12 +192,10 @@ impl Node {
         self.paxos.is_leader()
     }
 
-    /// The address of the leader, for redirecting clients.
-    pub fn leader_addr(&self) -> Option<String> {
-        let id = self.paxos.leader()?;
-        if id == self.id() {
-            return Some(self.addr.clone());
-        }
+    /// Where to send a client this replica cannot serve: the leader's address, unless the
+    /// leader is this replica or unknown.
+    pub fn redirect_hint(&self) -> Option<String> {
+        let id = self.paxos.leader().filter(|id| *id != self.id())?;
         self.paxos.view().addr_of(id).map(str::to_string)
     }
 
@@ -260,7 +258,7 @@ impl Node {
             return actions;
         }
         if !self.paxos.is_leader() {
-            let leader = self.leader_addr().filter(|a| *a != self.addr);
+            let leader = self.redirect_hint();
             actions.push(reply(conn, &cmd, ReplyResult::NotLeader { leader }));
             return actions;
         }
@@ -287,7 +285,7 @@ impl Node {
         if let Err(e) = self.paxos.propose(now, Command::Client(cmd), &mut out) {
             self.waiting.remove(&key);
             let leader = match e {
-                ProposeError::NotLeader { .. } => self.leader_addr(),
+                ProposeError::NotLeader { .. } => self.redirect_hint(),
                 ProposeError::ChangeInProgress => None,
             };
             actions.push(Action::Reply {
@@ -305,7 +303,7 @@ impl Node {
 
     pub fn on_keepalive(&mut self, now: Millis, conn: ConnId, session: SessionId) -> Vec<Action> {
         if !self.paxos.is_leader() {
-            let leader = self.leader_addr().filter(|a| *a != self.addr);
+            let leader = self.redirect_hint();
             return vec![Action::Reply {
                 conn,
                 frame: ReplicaFrame::NotLeader { leader },
@@ -352,7 +350,7 @@ impl Node {
             Err(ProposeError::NotLeader { .. }) => actions.push(Action::JoinReply {
                 conn,
                 frame: PeerFrame::JoinRedirect {
-                    leader: self.leader_addr().filter(|a| *a != self.addr),
+                    leader: self.redirect_hint(),
                 },
             }),
             Err(ProposeError::ChangeInProgress) => actions.push(Action::JoinReply {
@@ -378,7 +376,7 @@ impl Node {
             frame: ReplicaFrame::Membership(reply),
         };
         if !self.paxos.is_leader() {
-            let leader = self.leader_addr().filter(|a| *a != self.addr);
+            let leader = self.redirect_hint();
             actions.push(answer(MembershipReply::NotLeader { leader }));
             return actions;
         }
@@ -432,7 +430,7 @@ impl Node {
         {
             let reply = match e {
                 ProposeError::NotLeader { .. } => MembershipReply::NotLeader {
-                    leader: self.leader_addr().filter(|a| *a != self.addr),
+                    leader: self.redirect_hint(),
                 },
                 ProposeError::ChangeInProgress => MembershipReply::Refused {
                     reason: "another membership change is in progress; retry".into(),
@@ -632,29 +630,18 @@ impl Node {
 
     /// Answers every waiting client with `Unavailable { reason }` (the driver halted).
     pub fn fail_waiting_with(&mut self, reason: &str) -> Vec<Action> {
-        self.waiting
-            .drain()
-            .map(|((session, seq), conn)| Action::Reply {
-                conn,
-                frame: ReplicaFrame::Reply {
-                    session,
-                    seq,
-                    result: ReplyResult::Unavailable {
-                        reason: reason.to_string(),
-                    },
-                },
-            })
-            .collect()
+        let mut actions = Vec::new();
+        self.answer_waiting(
+            ReplyResult::Unavailable {
+                reason: reason.to_string(),
+            },
+            &mut actions,
+        );
+        actions
     }
 
-    fn fail_waiting(&mut self, actions: &mut Vec<Action>) {
-        let result = if self.removed {
-            self.removed_result()
-        } else {
-            ReplyResult::NotLeader {
-                leader: self.leader_addr().filter(|a| *a != self.addr),
-            }
-        };
+    /// Answers every client waiting here with `result`; they retry elsewhere.
+    fn answer_waiting(&mut self, result: ReplyResult, actions: &mut Vec<Action>) {
         for ((session, seq), conn) in self.waiting.drain() {
             actions.push(Action::Reply {
                 conn,
@@ -665,6 +652,17 @@ impl Node {
                 },
             });
         }
+    }
+
+    fn fail_waiting(&mut self, actions: &mut Vec<Action>) {
+        let result = if self.removed {
+            self.removed_result()
+        } else {
+            ReplyResult::NotLeader {
+                leader: self.redirect_hint(),
+            }
+        };
+        self.answer_waiting(result, actions);
         match self.change.take() {
             Some((_, ChangeWaiter::Joiner(conn))) => actions.push(Action::JoinReply {
                 conn,
@@ -673,7 +671,7 @@ impl Node {
             Some((_, ChangeWaiter::Admin(conn))) => actions.push(Action::Reply {
                 conn,
                 frame: ReplicaFrame::Membership(MembershipReply::NotLeader {
-                    leader: self.leader_addr().filter(|a| *a != self.addr),
+                    leader: self.redirect_hint(),
                 }),
             }),
             None => {}
