@@ -36,6 +36,9 @@ pub struct Config {
     /// Decided slots kept in memory behind the latest snapshot, for followers that lag a
     /// little; those further behind get the snapshot.
     pub log_keep: u64,
+    /// Emit `Persist` records. A replica without stable storage turns this off, so the hot
+    /// path does not build (and clone batches into) records nobody writes.
+    pub durable: bool,
     /// Planted bug for testing the test harness: an acceptor also takes lower ballots.
     pub unsafe_accept_lower_ballots: bool,
     /// Planted bug for testing the test harness: a candidate leads without phase 1.
@@ -52,6 +55,7 @@ impl Default for Config {
             max_batch: 1024,
             catchup_batch: 512,
             log_keep: 10_000,
+            durable: true,
             unsafe_accept_lower_ballots: false,
             unsafe_skip_phase1: false,
         }
@@ -416,7 +420,7 @@ impl Paxos {
         };
         self.max_round_seen = 1;
         self.promised = ballot;
-        out.push(Output::Persist(Record::Promised(ballot)));
+        self.persist(out, || Record::Promised(ballot));
         self.carry.extend(first);
         self.lead_at_once(now, ballot, out);
     }
@@ -690,6 +694,13 @@ impl Paxos {
         }
     }
 
+    /// Asks the driver to make `record` durable (built only when anything is kept).
+    fn persist(&self, out: &mut Vec<Output>, record: impl FnOnce() -> Record) {
+        if self.cfg.durable {
+            out.push(Output::Persist(record()));
+        }
+    }
+
     // ----- acceptor -----
 
     /// Tells the sender of a stale `ballot` what we promised instead.
@@ -718,7 +729,7 @@ impl Paxos {
         }
         if ballot > self.promised {
             self.promised = ballot;
-            out.push(Output::Persist(Record::Promised(ballot)));
+            self.persist(out, || Record::Promised(ballot));
             if self.ballot() < ballot {
                 self.step_down(now, Some(ballot.leader));
             }
@@ -761,11 +772,11 @@ impl Paxos {
             return;
         }
         if slot >= self.decided_upto && !self.decided_ahead.contains_key(&slot) {
-            out.push(Output::Persist(Record::Accepted {
+            self.persist(out, || Record::Accepted {
                 slot,
                 ballot,
                 value: value.clone(),
-            }));
+            });
             self.accepted.insert(slot, (ballot, value));
         }
         out.push(Output::Send {
@@ -892,7 +903,7 @@ impl Paxos {
             leader: self.id,
         };
         self.promised = ballot;
-        out.push(Output::Persist(Record::Promised(ballot)));
+        self.persist(out, || Record::Promised(ballot));
         self.leader = None;
         let timeout = self.random_election_timeout();
         let from_slot = self.decided_upto;
@@ -1128,11 +1139,14 @@ impl Paxos {
         }
         let mut votes = BTreeSet::new();
         votes.insert(self.id);
-        out.push(Output::Persist(Record::Accepted {
-            slot,
-            ballot,
-            value: value.clone(),
-        }));
+        // (`l` holds the role, so the field is read directly rather than via persist().)
+        if self.cfg.durable {
+            out.push(Output::Persist(Record::Accepted {
+                slot,
+                ballot,
+                value: value.clone(),
+            }));
+        }
         self.accepted.insert(slot, (ballot, value.clone()));
         l.inflight.insert(
             slot,
@@ -1208,11 +1222,13 @@ impl Paxos {
         }
         if persist {
             // Usually we accepted this very value: say so instead of writing it twice.
-            let same = self.accepted.get(&slot).is_some_and(|(_, v)| *v == value);
-            out.push(Output::Persist(Record::Decided {
-                slot,
-                value: (!same).then(|| value.clone()),
-            }));
+            self.persist(out, || {
+                let same = self.accepted.get(&slot).is_some_and(|(_, v)| *v == value);
+                Record::Decided {
+                    slot,
+                    value: (!same).then(|| value.clone()),
+                }
+            });
         }
         self.decided_ahead.insert(slot, value);
         self.execute_ready(now, out);

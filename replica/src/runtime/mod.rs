@@ -157,6 +157,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             election_ms: cfg.timing.election.as_millis() as u64,
             retransmit_ms: (cfg.timing.heartbeat.as_millis() as u64 * 4).max(20),
             log_keep: cfg.timing.snapshot_every,
+            durable: cfg.data_dir.is_some(),
             ..paxos::Config::default()
         },
         session_lease_ms: cfg.timing.session_lease.as_millis() as u64,
