@@ -7,9 +7,10 @@
 #      chart's policy (non-root, read-only, no wildcard RBAC, leader election);
 #   4. the example ConCoordClusters validate against the CRD's schema and CEL rules, and the
 #      invalid fixtures in charts/testdata are refused;
-#   5. the manifests the kind suite applies validate too, the GitHub workflows match their
-#      schema, and the shell scripts are clean for shellcheck (required in CI, skipped
-#      elsewhere when it is not installed).
+#   5. the manifests the kind suite applies validate too, its helpers pass their self-test
+#      (e2e/kind/selftest.sh: real kubectl JSONPath on a fake cluster), the GitHub workflows
+#      match their schema, and the shell scripts are clean for shellcheck (required in CI,
+#      skipped elsewhere when it is not installed).
 # Tools come from charts/tools.sh (PyPI only). Exits non-zero on the first broken check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,9 @@ bash e2e/kind/run.sh --render "$work/e2e" >/dev/null
 e2e_manifests=("$work"/e2e/*.yaml)
 helm lint --strict "$CHART" -f "$work/e2e/operator-values.helm"
 echo "${#e2e_manifests[@]} manifests: ${e2e_manifests[*]##*/}"
+
+step "the kind suite's helpers against a fake cluster (e2e/kind/selftest.sh)"
+bash e2e/kind/selftest.sh
 
 step "helm template (default values, options, the kind suite's values) and helm package"
 helm template concoord "$CHART" --namespace concoord-system >"$work/default.yaml"
