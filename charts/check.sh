@@ -95,6 +95,17 @@ validate-python charts/validate.py \
   --custom-resources "$CHART"/examples/*.yaml \
   --must-fail charts/testdata/invalid-concoordclusters.yaml
 
+step "NOTES.txt renders for both value sets (helm install --dry-run=client)"
+for values in "" "$CHART/ci/options-values.yaml"; do
+  helm install concoord "$CHART" --namespace concoord-system --dry-run=client \
+    ${values:+-f "$values"} >"$work/install.txt"
+  sed -n '/^NOTES:/,$p' "$work/install.txt" >"$work/notes.txt"
+  if ! grep -q 'kind: ConCoordCluster' "$work/notes.txt" || ! grep -q 'dig @' "$work/notes.txt"; then
+    die "NOTES.txt did not render its quick start${values:+ with $values}"
+  fi
+  echo "NOTES: $(wc -l <"$work/notes.txt") lines${values:+ with ${values##*/}}"
+done
+
 step "GitHub workflows against their schema (bundled with check-jsonschema)"
 check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 if check-jsonschema --builtin-schema vendor.github-workflows charts/testdata/invalid-workflow.yml \
