@@ -217,6 +217,25 @@ def cel_rules(schema, value, path):
             yield from cel_rules(schema["items"], child, f"{path}[{i}]")
 
 
+def apply_defaults(schema, value):
+    """Fills in the schema's defaults as the API server does before it runs CEL rules."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, sub in props.items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+        for key, child in value.items():
+            sub = props.get(key)
+            if sub is None and isinstance(schema.get("additionalProperties"), dict):
+                sub = schema["additionalProperties"]
+            if sub is not None:
+                apply_defaults(sub, child)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for child in value:
+            apply_defaults(schema["items"], child)
+    return value
+
+
 def cel_errors(schema, doc):
     """Evaluates the CRD's CEL rules as the API server would on create, and each transition
     rule (oldSelf) on an unchanged update, which must always be allowed."""
@@ -260,7 +279,7 @@ def custom_resource_errors(crd, doc):
     ]
     if not errors:
         body = {k: v for k, v in doc.items() if k not in ("metadata", "apiVersion", "kind")}
-        errors += cel_errors(openapi, body)
+        errors += cel_errors(openapi, apply_defaults(openapi, copy.deepcopy(body)))
     name = ((doc.get("metadata") or {}).get("name")) or ""
     if not name:
         errors.append("metadata.name is missing")
