@@ -157,6 +157,13 @@ writer_progress() {
   [ "$acked" -ge "$2" ]
 }
 
+# writer_acked NAME: the writer's acknowledged writes so far.
+writer_acked() {
+  local acked failed
+  read -r acked failed < <(kubectl exec -n "$NS" "$1" -- cat /tmp/progress 2>/dev/null || echo "0 0")
+  echo "$acked"
+}
+
 writer_result() { kubectl exec -n "$NS" "$1" -- cat /tmp/result 2>/dev/null; }
 
 # stop_writer NAME: stops the writer and checks its counts against the counter:
@@ -188,12 +195,15 @@ stop_writer() {
   fi
 }
 
-# ready_watch FILE: every second, appends the number of Ready replica pods to FILE.
+# ready_watch FILE: every second, appends the number of Ready replica pods to FILE (a
+# failed query records nothing rather than a false zero).
 ready_watch() {
+  local out
   while true; do
-    kubectl get pods -n "$NS" -l "$SELECTOR" \
-      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null |
-      grep -c '^True$' >>"$1" || true
+    if out="$(kubectl get pods -n "$NS" -l "$SELECTOR" \
+      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null)"; then
+      grep -c '^True$' <<<"$out" >>"$1" || true
+    fi
     sleep 1
   done
 }

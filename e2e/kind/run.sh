@@ -272,7 +272,8 @@ start_writer writer-scale
 kubectl scale concoordcluster "$NAME" -n "$NS" --replicas=5
 wait_until 600 "5 ready members" cluster_settled "$NS" "$NAME" 5
 wait_until 60 "SRV lists 5 replicas" srv_is 5
-wait_until 60 "the writer keeps writing" writer_progress writer-scale 20
+acked="$(writer_acked writer-scale)"
+wait_until 60 "the writer keeps writing to 5 replicas" writer_progress writer-scale $((acked + 10))
 kubectl scale concoordcluster "$NAME" -n "$NS" --replicas=3
 wait_until 600 "back to 3 ready members" cluster_settled "$NS" "$NAME" 3
 wait_until 60 "SRV lists 3 replicas" srv_is 3

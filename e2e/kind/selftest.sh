@@ -4,7 +4,9 @@
 # broken check is found here and not only on a machine with kind. kubectl is faked, but the
 # JSONPath expressions the helpers use are evaluated by the real kubectl (`kubectl label
 # --local` on fixture objects), the writer really runs against a fake `concoord` and the
-# verdicts of stop_writer are checked for honest, lossy and failing clusters.
+# verdicts of stop_writer are checked for honest, lossy and failing clusters. Last, run.sh
+# runs from start to end against a simulated cluster (fake-cluster.sh): it must pass on an
+# ideal one, fail on one that loses writes, and clean up when its overall bound strikes.
 #
 #   PATH="$(bash charts/tools.sh):$PATH" bash e2e/kind/selftest.sh   (charts/check.sh does it)
 set -euo pipefail
@@ -21,11 +23,16 @@ command -v jq >/dev/null 2>&1 || {
 
 FIX="$(mktemp -d)"
 cleanup() {
-  local pid
-  if [ -f "$FIX/pids" ]; then
-    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$FIX/pids"
-  fi
-  rm -rf "$FIX"
+  local pid pids
+  for pids in "$FIX"/pids "$FIX"/sim-*/pids; do
+    [ -f "$pids" ] || continue
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$pids"
+  done
+  # A killed writer may still be closing its files.
+  rm -rf "$FIX" 2>/dev/null || {
+    sleep 1
+    rm -rf "$FIX"
+  }
 }
 trap cleanup EXIT
 
@@ -354,6 +361,72 @@ if coredns_stanza demo.ns.concoord 10.96.0.10 | grep -q '^    forward \. 10\.96\
 else
   FAILED=$((FAILED + 1))
   echo "FAIL  coredns_stanza: $(coredns_stanza demo.ns.concoord 10.96.0.10)"
+fi
+
+echo "== run.sh from start to end against a simulated cluster (fake-cluster.sh)"
+VERSION="$(sed -n '/^\[workspace.package\]/,/^\[/{s/^version *= *"\(.*\)"/\1/p}' "$HERE/../../Cargo.toml")"
+REAL_HELM="$(command -v helm)" || REAL_HELM=""
+# sim_run NAME [VAR=VALUE...]: runs run.sh with kind, docker, helm, kubectl, concoord and
+# dig simulated; its output is in $FIX/sim-NAME/out.log, its status is returned.
+sim_run() {
+  local state="$FIX/sim-$1" tool
+  shift
+  mkdir -p "$state/bin"
+  : >"$state/images"
+  local skip_build=""
+  if [ ! -f "$HERE/../../Dockerfile" ]; then
+    # No Dockerfile in this tree (yet): start from images "already built" instead.
+    printf '%s fake-id-1\n%s fake-id-2\n' "concoord/replica:$VERSION" "concoord/operator:$VERSION" >"$state/images"
+    skip_build=1
+  fi
+  for tool in kubectl kind docker helm concoord dig; do
+    printf '#!/bin/sh\nexec bash "%s" %s "$@"\n' "$HERE/fake-cluster.sh" "$tool" >"$state/bin/$tool"
+    chmod +x "$state/bin/$tool"
+  done
+  env FAKE_STATE="$state" FAKE_HERE="$HERE" FAKE_VERSION="$VERSION" REAL_KUBECTL="$REAL_KUBECTL" \
+    REAL_HELM="$REAL_HELM" PATH="$state/bin:$PATH" E2E_POLL_INTERVAL=0.1 E2E_ARTIFACTS="$state/artifacts" \
+    E2E_TIMEOUT=300 E2E_SKIP_BUILD="$skip_build" "$@" bash "$HERE/run.sh" </dev/null >"$state/out.log" 2>&1
+}
+sim_check() { # WHAT CONDITION...: one result line
+  local what=$1
+  shift
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    echo "ok    $what"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL  $what"
+  fi
+}
+if [ -z "$REAL_HELM" ]; then
+  FAILED=$((FAILED + 1))
+  echo "FAIL  helm is needed to simulate run.sh (charts/tools.sh provides one)"
+else
+  status=0
+  sim_run ideal || status=$?
+  [ -z "${SELFTEST_SHOW:-}" ] || cat "$FIX/sim-ideal/out.log"
+  sim_check "an ideal cluster passes every step (status $status)" \
+    grep -q 'e2e/kind: all [0-9]* steps passed' "$FIX/sim-ideal/out.log"
+  sim_check "... scaled to 5 and back, rolled to a second tag, deleted" \
+    grep -q "concoordcluster demo -n concoord-e2e --replicas=5" "$FIX/sim-ideal/calls.log"
+  sim_check "... and deleted its kind cluster" grep -q '^kind delete cluster --name concoord-e2e-' "$FIX/sim-ideal/calls.log"
+  sim_check "... after loading the four images it built" \
+    test "$(grep -c '^kind load docker-image' "$FIX/sim-ideal/calls.log")" = 4
+  [ "$status" = 0 ] || sed 's/^/      | /' "$FIX/sim-ideal/out.log" | tail -n 30
+
+  status=0
+  sim_run lossy FAKE_LOSE_WRITES=10 || status=$?
+  sim_check "a cluster that loses writes fails the suite (status $status)" \
+    grep -q 'LOST WRITES' "$FIX/sim-lossy/out.log"
+  sim_check "... which still collects diagnostics and deletes its kind cluster" \
+    bash -c "[ -f '$FIX/sim-lossy/artifacts/operator.log' ] && grep -q '^kind delete cluster' '$FIX/sim-lossy/calls.log'"
+  grep -q 'LOST WRITES' "$FIX/sim-lossy/out.log" || sed 's/^/      | /' "$FIX/sim-lossy/out.log" | tail -n 20
+
+  status=0
+  sim_run bound E2E_TIMEOUT=4 || status=$?
+  sim_check "the overall bound stops the suite (status $status, 124 expected)" test "$status" = 124
+  sim_check "... and the kind cluster is deleted all the same" grep -q '^kind delete cluster' "$FIX/sim-bound/calls.log"
+  [ "$status" = 124 ] || sed 's/^/      | /' "$FIX/sim-bound/out.log" | tail -n 20
 fi
 
 echo "selftest: $PASSED passed, $FAILED failed"
