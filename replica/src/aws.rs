@@ -79,5 +79,13 @@ pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), Str
         .provide_credentials()
         .await
         .map(|_| ())
-        .map_err(|e| aws_sdk_ec2::error::DisplayErrorContext(&e).to_string())
+        .map_err(|e| {
+            let text = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+            // The usual case says the same thing three times over; say it once.
+            if text.contains("no providers in chain provided credentials") {
+                "no provider in the chain had any".to_string()
+            } else {
+                text
+            }
+        })
 }

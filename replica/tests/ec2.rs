@@ -311,7 +311,27 @@ async fn launch_list_and_terminate() {
     assert_one_line_error(&out, "already has 3 instance(s)");
     assert_eq!(instances(&client, &cluster).await.len(), 3);
 
-    // list: every instance, with an address and its replica's status (none runs here).
+    // list: every instance, with its address and its replica's status. The first
+    // instance's tag points at a real replica; the others' at ports where nothing listens
+    // (their moto private IPs are not reachable from here).
+    let replica = Cluster::start(1).await;
+    let closed = free_ports(2);
+    tag(
+        &client,
+        &seen[0].id,
+        "concoord:addr",
+        &replica.replicas[0].addr(),
+    )
+    .await;
+    for (i, port) in seen[1..].iter().zip(closed) {
+        tag(
+            &client,
+            &i.id,
+            "concoord:addr",
+            &format!("127.0.0.1:{port}"),
+        )
+        .await;
+    }
     let out = concoord(&["ec2", "list", "--cluster", &cluster], &env);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -320,8 +340,17 @@ async fn launch_list_and_terminate() {
     assert_eq!(rows.len(), 4, "{stdout}");
     for i in &seen {
         let row = rows.iter().find(|r| r.starts_with(&i.id)).expect("a row");
-        assert!(row.contains("t3.micro") && row.contains(":14000"), "{row}");
+        assert!(row.contains("t3.micro"), "{row}");
         assert!(row.contains("running") || row.contains("pending"), "{row}");
+    }
+    let first = rows.iter().find(|r| r.starts_with(&seen[0].id)).unwrap();
+    assert!(
+        first.contains(&replica.replicas[0].addr()) && first.contains("member 1 (view 1), leader"),
+        "{first}"
+    );
+    for i in &seen[1..] {
+        let row = rows.iter().find(|r| r.starts_with(&i.id)).unwrap();
+        assert!(row.contains("unreachable"), "{row}");
     }
 
     // terminate refuses without a terminal and without --yes...
@@ -389,12 +418,25 @@ async fn errors_are_one_clear_line_and_leave_nothing_behind() {
         &env,
     );
     assert_one_line_error(&out, "AMI ami-0123456789abcdef0 does not exist");
-    // No --ami and no Amazon Linux 2023 image known.
+    // No --ami: the newest Amazon Linux 2023 image Amazon publishes (moto knows some).
+    let default = cluster_name("default-ami");
     let out = concoord(
-        &["ec2", "launch", "--cluster", &cluster, "--count", "1"],
+        &["ec2", "launch", "--cluster", &default, "--count", "1"],
         &env,
     );
-    assert_one_line_error(&out, "no default AMI found");
+    assert!(out.status.success(), "{}", text(&out).1);
+    let image = instances(&client, &default).await[0].image_id.clone();
+    let described = client
+        .describe_images()
+        .image_ids(&image)
+        .send()
+        .await
+        .expect("describe the default image");
+    let name = described.images()[0].name().unwrap_or_default().to_string();
+    assert!(
+        name.starts_with("al2023-ami-2023") && name.ends_with("x86_64"),
+        "{image}: {name}"
+    );
 
     // Quota and authorization errors, which moto does not emulate, through a proxy.
     for (code, needle) in [
@@ -439,6 +481,42 @@ async fn errors_are_one_clear_line_and_leave_nothing_behind() {
         );
     }
     assert!(instances(&client, &cluster).await.is_empty());
+
+    // Scaling needs the view to change first: when no replica answers, nothing is
+    // terminated or launched.
+    let dark = cluster_name("dark");
+    let out = concoord(
+        &[
+            "ec2",
+            "launch",
+            "--cluster",
+            &dark,
+            "--count",
+            "2",
+            "--ami",
+            &ami,
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let two = live_instances(&client, &dark).await;
+    for (i, port) in two.iter().zip(free_ports(2)) {
+        tag(
+            &client,
+            &i.id,
+            "concoord:addr",
+            &format!("127.0.0.1:{port}"),
+        )
+        .await;
+    }
+    for count in ["1", "3"] {
+        let out = concoord(
+            &["ec2", "scale", "--cluster", &dark, "--count", count],
+            &env,
+        );
+        assert_one_line_error(&out, &format!("no replica of cluster {dark} answers"));
+        assert_eq!(live_instances(&client, &dark).await.len(), 2);
+    }
 
     // Launched, but a later step fails: the message names what exists and how to remove it.
     // The first DescribeInstances (is the cluster new?) passes; the check after

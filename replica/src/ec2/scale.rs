@@ -7,6 +7,10 @@
 //! replica that is gone. Up: one instance is launched with the settings the cluster's tags
 //! and oldest instance record; the next is launched only after the previous one's replica
 //! has joined the view as a voting member.
+//!
+//! Both directions need the replicas' addresses reachable from where this runs (inside
+//! the VPC, or through the `concoord:addr` tag); when no replica answers, nothing is
+//! launched or terminated.
 
 use super::api::{Ec2, LIVE_STATES, PRESENT_STATES, RunSpec};
 use super::cluster::Instance;
@@ -88,12 +92,16 @@ async fn shrink(
                 .join(", ")
         };
         let addr = victim.replica_addr();
-        let in_view = match &addr {
-            Some(addr) => current_view(&others)
-                .await
-                .is_some_and(|v| v.everyone().any(|(_, a)| a == addr)),
-            None => false,
+        let Some(view) = current_view(&others).await else {
+            return Err(Ec2Error::Failed(format!(
+                "no replica of cluster {cluster} answers (asked {}); the view must change before an \
+                 instance goes, so nothing was terminated: run this where the replicas are reachable",
+                others.join(", ")
+            )));
         };
+        let in_view = addr
+            .as_ref()
+            .is_some_and(|addr| view.everyone().any(|(_, a)| a == addr));
         match addr {
             Some(addr) if in_view => {
                 println!("removing {} ({addr}) from the view", victim.id);
@@ -163,6 +171,13 @@ async fn grow(
 ) -> Result<(), Ec2Error> {
     let spec = template(ec2, cluster, &live[0])?;
     let mut members = addrs(&live);
+    if current_view(&members).await.is_none() {
+        return Err(Ec2Error::Failed(format!(
+            "no replica of cluster {cluster} answers (asked {}); nothing was launched: run this \
+             where the replicas are reachable",
+            members.join(", ")
+        )));
+    }
     let mut have = live.len();
     while have < want {
         let ids = super::launch::start(ec2, &spec, 1, cluster).await?;
@@ -201,9 +216,8 @@ async fn wait_joined(
                 }
                 Some(i) => {
                     if let Some(addr) = i.replica_addr() {
-                        let mut ask = members.to_vec();
-                        ask.push(addr.clone());
-                        match current_view(&ask).await {
+                        // The members say whether it joined; the newcomer is not asked.
+                        match current_view(members).await {
                             Some(view) if view.members.values().any(|a| *a == addr) => {
                                 println!("{id} ({addr}) joined; {}", describe(&view));
                                 return Ok(addr);
