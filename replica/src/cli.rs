@@ -230,6 +230,13 @@ impl ReplicaArgs {
         .await?;
         cfg.addr = found.addr;
         cfg.bootstrap = found.bootstrap.map(|members| members.join(", "));
+        // The nameserver answers on the discovered address unless --dns-addr says otherwise.
+        if let Some(dns) = &mut cfg.dns
+            && self.dns_addr.is_none()
+            && let Ok(ip) = cfg.addr.parse()
+        {
+            dns.listen.set_ip(ip);
+        }
         if self.data_dir.is_none() && self.writetodisk {
             cfg.data_dir = Some(std::path::PathBuf::from(format!(
                 "concoord-data-{}-{}",
@@ -659,6 +666,21 @@ mod tests {
         // -b takes a domain (joins through its SRV records).
         let cfg = replica(&["-b", "counterdomain.com"]).config().unwrap();
         assert_eq!(cfg.bootstrap.as_deref(), Some("counterdomain.com"));
+        // ... or a list of members, tried in turn.
+        let cfg = replica(&["-b", "10.0.0.1:14000, 10.0.0.2:14000"])
+            .config()
+            .unwrap();
+        assert_eq!(
+            cfg.bootstrap.as_deref(),
+            Some("10.0.0.1:14000, 10.0.0.2:14000")
+        );
+        assert!(replica(&["-b", "10.0.0.1:14000, nohost"]).config().is_err());
+        // --discover takes ec2:cluster=NAME and excludes -b.
+        let r = replica(&["--discover", "ec2:cluster=prod"]);
+        assert_eq!(r.discover.as_deref(), Some("ec2:cluster=prod"));
+        assert!(r.config().is_ok());
+        assert!(replica(&["--discover", "ec2:prod"]).config().is_err());
+        assert!(parse(&["replica", "--discover", "ec2:cluster=a", "-b", "h:1"]).is_err());
     }
 
     #[test]

@@ -47,12 +47,47 @@ impl Drop for TempDir {
     }
 }
 
-fn lines_with<'a>(out: &'a str, needle: &str) -> Vec<usize> {
+fn lines_with(out: &str, needle: &str) -> Vec<usize> {
     out.lines()
         .enumerate()
         .filter(|(_, l)| l.contains(needle))
         .map(|(i, _)| i)
         .collect()
+}
+
+/// Runs `concoord ec2 terminate --cluster CLUSTER` on a pseudo-terminal (util-linux
+/// `script`) and types `typed`; None when `script` is missing.
+fn terminate_on_a_terminal(
+    cluster: &str,
+    typed: &str,
+    env: &[(&str, String)],
+) -> Option<std::process::Output> {
+    use std::io::Write;
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(script) = script else {
+        eprintln!("NOTICE: util-linux `script` not found; the confirmation prompt is not tested");
+        return None;
+    };
+    let mut cmd = Command::new(script);
+    cmd.args([
+        "-qec",
+        &format!("{BIN} ec2 terminate --cluster {cluster}"),
+        "/dev/null",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    set_env(&mut cmd, env);
+    let mut child = cmd.spawn().expect("start script");
+    child
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(format!("{typed}\n").as_bytes())
+        .expect("type on the terminal");
+    Some(child.wait_with_output().expect("wait for script"))
 }
 
 fn assert_one_line_error(out: &std::process::Output, needle: &str) {
@@ -357,6 +392,20 @@ async fn launch_list_and_terminate() {
     let out = concoord(&["ec2", "terminate", "--cluster", &cluster], &env);
     assert_one_line_error(&out, "pass --yes");
     assert_eq!(live_instances(&client, &cluster).await.len(), 3);
+    // ...asks on a terminal, and does nothing unless the cluster name is typed...
+    if let Some(out) = terminate_on_a_terminal(&cluster, "not-the-name", &env) {
+        let screen = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!out.status.success(), "{screen}");
+        assert!(
+            screen.contains("Terminate 3 instance(s)") && screen.contains("Type the cluster name"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("not confirmed; nothing was terminated"),
+            "{screen}"
+        );
+        assert_eq!(live_instances(&client, &cluster).await.len(), 3);
+    }
     // ...and terminates everything with --yes.
     let out = concoord(&["ec2", "terminate", "--cluster", &cluster, "--yes"], &env);
     let (stdout, stderr) = text(&out);
@@ -517,6 +566,13 @@ async fn errors_are_one_clear_line_and_leave_nothing_behind() {
         assert_one_line_error(&out, &format!("no replica of cluster {dark} answers"));
         assert_eq!(live_instances(&client, &dark).await.len(), 2);
     }
+    // Typing the cluster name on the terminal confirms a terminate.
+    if let Some(out) = terminate_on_a_terminal(&dark, &dark, &env) {
+        let screen = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{screen}");
+        assert!(screen.contains("terminating 2 instance(s)"), "{screen}");
+        assert!(live_instances(&client, &dark).await.is_empty());
+    }
 
     // Launched, but a later step fails: the message names what exists and how to remove it.
     // The first DescribeInstances (is the cluster new?) passes; the check after
@@ -562,15 +618,9 @@ fn spawn_discovering(port: u16, cluster: &str, imds: &FakeImds, moto_url: &str) 
         .args(TIMING_FLAGS)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k.starts_with("CONCOORD_") {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in aws_env(moto_url) {
-        cmd.env(k, v);
-    }
-    cmd.env("CONCOORD_IMDS_ENDPOINT", imds.url());
+    let mut env = aws_env(moto_url);
+    env.push(("CONCOORD_IMDS_ENDPOINT", imds.url()));
+    set_env(&mut cmd, &env);
     if std::env::var_os("CONCOORD_TEST_LOGS").is_none() {
         cmd.stderr(Stdio::null());
     }
@@ -772,14 +822,7 @@ async fn scale_changes_membership_first_one_replica_at_a_time() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k.starts_with("CONCOORD_") {
-            scale.env_remove(k);
-        }
-    }
-    for (k, v) in &env {
-        scale.env(k, v);
-    }
+    set_env(&mut scale, &env);
     let mut procs = Procs::default();
     procs.0.push(scale.spawn().expect("start ec2 scale"));
     let mut known: Vec<String> = live.clone();

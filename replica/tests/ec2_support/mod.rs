@@ -151,11 +151,8 @@ pub async fn user_data(client: &aws_sdk_ec2::Client, id: &str) -> String {
     String::from_utf8(bytes).expect("user data is text")
 }
 
-/// Runs `concoord ARGS` with `env` (and nothing of the caller's AWS settings), stdin
-/// closed; bounded by the command's own timeouts.
-pub fn concoord(args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null());
+/// Gives `cmd` exactly `env` of the AWS and ConCoord settings, none of the caller's.
+pub fn set_env(cmd: &mut Command, env: &[(&str, String)]) {
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") || k.starts_with("CONCOORD_") {
             cmd.env_remove(k);
@@ -164,6 +161,14 @@ pub fn concoord(args: &[&str], env: &[(&str, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
+}
+
+/// Runs `concoord ARGS` with `env` (and nothing of the caller's AWS settings), stdin
+/// closed; bounded by the command's own timeouts.
+pub fn concoord(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    set_env(&mut cmd, env);
     cmd.output().expect("run concoord")
 }
 
