@@ -48,11 +48,8 @@ pub enum Command {
         #[arg(value_name = "SECRET")]
         secret: String,
     },
-    /// Launch and manage replicas on EC2 (not available yet).
-    Ec2 {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Launch and manage replicas on EC2 instances tagged with a cluster name.
+    Ec2(crate::ec2::cli::Ec2Args),
 }
 
 const CALL_EXAMPLES: &str = "\
@@ -74,15 +71,32 @@ pub struct ReplicaArgs {
     /// Object type to serve, dotted ConCoord name or short name (concoord.object.counter.Counter)
     #[arg(short = 'o', long = "objectname", value_name = "OBJ")]
     pub objectname: Option<String>,
-    /// Address (IP or host name) this replica listens on and advertises
-    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
-    pub addr: String,
+    /// Address (IP or host name) this replica listens on and advertises [default: 127.0.0.1,
+    /// or the instance's private IP with --discover]
+    #[arg(short = 'a', long = "addr")]
+    pub addr: Option<String>,
     /// Port for clients and peers
     #[arg(short = 'p', long = "port", default_value_t = 14000, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
-    /// A member of a running group to join through
+    /// A member of a running group to join through ("host:port", a list "host:port, host:port"
+    /// or the group's DNS domain)
     #[arg(short = 'b', long = "boot", value_name = "HOST:PORT")]
     pub boot: Option<String>,
+    /// Find the group by EC2 tag (ec2:cluster=NAME): join the members that answer, or found
+    /// the group when this instance comes first
+    #[arg(
+        long = "discover",
+        value_name = "ec2:cluster=NAME",
+        conflicts_with = "boot"
+    )]
+    pub discover: Option<String>,
+    /// Instance metadata endpoint for --discover [default: the SDK's, 169.254.169.254]
+    #[arg(
+        long = "imds-endpoint",
+        value_name = "URL",
+        env = "CONCOORD_IMDS_ENDPOINT"
+    )]
+    pub imds_endpoint: Option<String>,
     /// Send log lines to a `concoord logdaemon`
     #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
     pub logger: Option<String>,
@@ -139,25 +153,31 @@ pub struct ReplicaArgs {
 impl ReplicaArgs {
     /// The replica's configuration, or the reason these flags cannot run.
     pub fn config(&self) -> Result<ReplicaConfig, CliError> {
-        check_addr(&format!("{}:{}", self.addr, self.port))
+        check_addr(&format!("{}:{}", self.addr(), self.port))
             .map_err(|e| CliError::Usage(format!("-a: {e}")))?;
         if let Some(boot) = &self.boot
             && !crate::dns::discover::is_domain(boot)
         {
-            check_addr(boot).map_err(|e| CliError::Usage(format!("-b: {e}")))?;
+            for one in boot.split(',') {
+                check_addr(one.trim()).map_err(|e| CliError::Usage(format!("-b: {e}")))?;
+            }
+        }
+        if let Some(spec) = &self.discover {
+            spec.parse::<crate::ec2::discover::DiscoverSpec>()
+                .map_err(|e| CliError::Usage(e.to_string()))?;
         }
         if let Some(logger) = &self.logger {
             check_addr(logger).map_err(|e| CliError::Usage(format!("-l: {e}")))?;
         }
         Ok(ReplicaConfig {
             object: self.objectname.clone(),
-            addr: self.addr.clone(),
+            addr: self.addr().to_string(),
             port: self.port,
             bootstrap: self.boot.clone(),
             timing: self.timing()?,
             data_dir: self.data_dir.clone().or_else(|| {
                 self.writetodisk.then(|| {
-                    std::path::PathBuf::from(format!("concoord-data-{}-{}", self.addr, self.port))
+                    std::path::PathBuf::from(format!("concoord-data-{}-{}", self.addr(), self.port))
                 })
             }),
             allow_fault_injection: self.allow_fault_injection,
@@ -172,7 +192,7 @@ impl ReplicaArgs {
         };
         crate::dns::zone::parse_domain(domain).map_err(|e| CliError::Usage(format!("-n: {e}")))?;
         let ip = self.dns_addr.unwrap_or_else(|| {
-            self.addr
+            self.addr()
                 .parse()
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
         });
@@ -186,6 +206,44 @@ impl ReplicaArgs {
                 ..Default::default()
             }),
         }))
+    }
+
+    fn addr(&self) -> &str {
+        self.addr.as_deref().unwrap_or("127.0.0.1")
+    }
+
+    /// With `--discover`: this replica's address and whom to join, from EC2.
+    async fn discover(&self, cfg: &mut ReplicaConfig) -> Result<(), CliError> {
+        let Some(spec) = &self.discover else {
+            return Ok(());
+        };
+        let spec: crate::ec2::discover::DiscoverSpec = spec
+            .parse()
+            .map_err(|e: crate::ec2::Ec2Error| CliError::Usage(e.to_string()))?;
+        let found = crate::ec2::discover::discover(
+            &spec,
+            self.imds_endpoint.as_deref(),
+            self.addr.as_deref(),
+            self.port,
+            crate::ec2::discover::Pacing::default(),
+        )
+        .await?;
+        cfg.addr = found.addr;
+        cfg.bootstrap = found.bootstrap.map(|members| members.join(", "));
+        // The nameserver answers on the discovered address unless --dns-addr says otherwise.
+        if let Some(dns) = &mut cfg.dns
+            && self.dns_addr.is_none()
+            && let Ok(ip) = cfg.addr.parse()
+        {
+            dns.listen.set_ip(ip);
+        }
+        if self.data_dir.is_none() && self.writetodisk {
+            cfg.data_dir = Some(std::path::PathBuf::from(format!(
+                "concoord-data-{}-{}",
+                cfg.addr, cfg.port
+            )));
+        }
+        Ok(())
     }
 
     fn timing(&self) -> Result<Timing, CliError> {
@@ -374,6 +432,8 @@ pub enum CliError {
     Logging(#[from] LoggingError),
     #[error("{0}")]
     Failed(String),
+    #[error("{0}")]
+    Ec2(#[from] crate::ec2::Ec2Error),
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
@@ -414,8 +474,9 @@ fn store_route53(
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Replica(args) => {
-            let cfg = args.config()?;
+            let mut cfg = args.config()?;
             logging::init(args.debug, args.logger.clone())?;
+            args.discover(&mut cfg).await?;
             runtime::run_replica(cfg).await?;
             Ok(())
         }
@@ -459,9 +520,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Logdaemon(args) => tools::logdaemon::run(&args).await,
         Command::Route53id { key } => store_route53(|p| credentials::store_key_id(p, &key)),
         Command::Route53key { secret } => store_route53(|p| credentials::store_secret(p, &secret)),
-        Command::Ec2 { .. } => Err(CliError::NotAvailable(
-            "ec2: launching replicas on EC2 is not available yet".into(),
-        )),
+        Command::Ec2(args) => {
+            logging::init_tool(false)?;
+            crate::ec2::cli::run(args).await
+        }
     }
 }
 
@@ -604,6 +666,21 @@ mod tests {
         // -b takes a domain (joins through its SRV records).
         let cfg = replica(&["-b", "counterdomain.com"]).config().unwrap();
         assert_eq!(cfg.bootstrap.as_deref(), Some("counterdomain.com"));
+        // ... or a list of members, tried in turn.
+        let cfg = replica(&["-b", "10.0.0.1:14000, 10.0.0.2:14000"])
+            .config()
+            .unwrap();
+        assert_eq!(
+            cfg.bootstrap.as_deref(),
+            Some("10.0.0.1:14000, 10.0.0.2:14000")
+        );
+        assert!(replica(&["-b", "10.0.0.1:14000, nohost"]).config().is_err());
+        // --discover takes ec2:cluster=NAME and excludes -b.
+        let r = replica(&["--discover", "ec2:cluster=prod"]);
+        assert_eq!(r.discover.as_deref(), Some("ec2:cluster=prod"));
+        assert!(r.config().is_ok());
+        assert!(replica(&["--discover", "ec2:prod"]).config().is_err());
+        assert!(parse(&["replica", "--discover", "ec2:cluster=a", "-b", "h:1"]).is_err());
     }
 
     #[test]
@@ -614,17 +691,6 @@ mod tests {
         assert!(parse(&["replica", "-p", "0"]).is_err());
         assert!(parse(&["replica", "-p", "99999"]).is_err());
         assert!(parse(&["replica", "--bogus"]).is_err());
-    }
-
-    #[test]
-    fn later_subcommands_refuse() {
-        let cli = parse(&["ec2", "launch", "-x"]).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let e = rt.block_on(run(cli)).unwrap_err();
-        assert!(matches!(e, CliError::NotAvailable(_)), "{e}");
-        assert!(e.to_string().contains("not available yet"));
     }
 
     #[test]

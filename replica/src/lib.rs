@@ -1,10 +1,12 @@
 //! ConCoord-rs: objects replicated with Multi-Paxos and called by clients like local
 //! objects, with a distributed threading library (locks, semaphores, barriers, conditions).
 
+pub mod aws;
 pub mod cli;
 pub mod client;
 pub mod command;
 pub mod dns;
+pub mod ec2;
 pub mod json;
 pub mod linearizability;
 pub mod logging;

@@ -803,13 +803,14 @@ async fn replica_flag_w_writes_to_disk_in_the_working_directory() {
     assert!(files > 0, "{} is empty", data.display());
 }
 
-/// `ec2` (issue 6) is refused until it exists.
+/// `ec2` refuses a cluster name that could not be a tag value or a script word, in one
+/// line, before it talks to AWS (tests/ec2.rs covers the rest against moto).
 #[test]
-fn subcommand_ec2_is_refused_until_it_exists() {
-    let out = concoord(&["ec2", "launch"]);
+fn ec2_refuses_a_bad_cluster_name_in_one_line() {
+    let out = concoord(&["ec2", "user-data", "--cluster", "a b"]);
     assert_eq!(
         out.error_line(),
-        "ec2: launching replicas on EC2 is not available yet"
+        "--cluster \"a b\": use 1 to 64 letters, digits, '-', '_' or '.'"
     );
 }
 

@@ -1,5 +1,6 @@
-//! Joining a running group through any member (`-b HOST:PORT`, or `-b DOMAIN`: the members
-//! the domain's `_concoord._tcp` SRV records list): ask to be added, follow redirects to the
+//! Joining a running group through any member (`-b HOST:PORT`, a list `-b "HOST:PORT,
+//! HOST:PORT"` tried in turn, or `-b DOMAIN`: the members the domain's `_concoord._tcp` SRV
+//! records list): ask to be added, follow redirects to the
 //! leader, retry while a membership change is in progress, and give up with a clear reason
 //! when nobody answers.
 
@@ -62,7 +63,7 @@ pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joi
     }
 }
 
-/// The members to ask, in turn: the one `-b` named, or those its domain's SRV records list
+/// The members to ask, in turn: those `-b` named, or those its domain's SRV records list
 /// (looked up again after each round, so a changing group is followed).
 struct Seeds {
     bootstrap: String,
@@ -79,7 +80,15 @@ impl Seeds {
 
     async fn next(&mut self) -> String {
         if !crate::dns::discover::is_domain(&self.bootstrap) {
-            return self.bootstrap.clone();
+            if self.queue.is_empty() {
+                self.queue = self
+                    .bootstrap
+                    .rsplit(',')
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect();
+            }
+            return self.queue.pop().unwrap_or_else(|| self.bootstrap.clone());
         }
         if self.queue.is_empty() {
             match crate::dns::discover::members(&self.bootstrap, None).await {

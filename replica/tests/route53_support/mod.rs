@@ -1,90 +1,22 @@
-//! Helpers for the Route53 tests: a moto server (PyPI `moto[server]`) started on
-//! 127.0.0.1 by the test, an SDK client for it, and a small HTTP proxy in front of it that
+//! Helpers for the Route53 tests: a moto server started on 127.0.0.1 by the test (see
+//! `moto_support`), an SDK client for it, and a small HTTP proxy in front of it that
 //! injects the failures moto does not emulate (throttling, dropped connections, 5xx).
 //! Nothing here talks to anything but 127.0.0.1.
 
 #![allow(dead_code)]
 
+#[path = "../moto_support/mod.rs"]
+mod moto_support;
+pub use moto_support::*;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const DOMAIN: &str = "counterdomain.com";
-
-/// Where `.ci/test` installs moto; `CONCOORD_MOTO_SERVER` names another `moto_server`.
-fn moto_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CONCOORD_MOTO_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let p = PathBuf::from(home).join(".cache/concoord-moto/venv/bin/moto_server");
-    p.exists().then_some(p)
-}
-
-pub struct Moto {
-    pub addr: SocketAddr,
-    child: Child,
-}
-
-impl Moto {
-    /// Starts moto on a free port; None (with a notice) when moto is not installed, unless
-    /// running in CI, where that is a failure.
-    pub async fn start() -> Option<Moto> {
-        let Some(bin) = moto_path() else {
-            let msg = "moto_server not found (run .ci/test, which installs moto[server] into \
-                       ~/.cache/concoord-moto/venv, or set CONCOORD_MOTO_SERVER)";
-            assert!(std::env::var_os("CI").is_none(), "{msg}");
-            eprintln!("NOTICE: {msg}; skipping");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "moto did not start in 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Some(Moto { addr, child })
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Environment for a child process that must reach only `endpoint`.
-pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", endpoint.to_string()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-    ]
-}
 
 /// An SDK client for `endpoint`, as the test's own eyes on the hosted zone.
 pub fn sdk(endpoint: &str) -> aws_sdk_route53::Client {

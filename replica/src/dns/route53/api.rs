@@ -1,24 +1,15 @@
 //! The few Route53 calls the sync needs, over aws-sdk-route53, with errors sorted into
 //! "wait and retry" (throttling, unreachable) and "will not work as asked".
 //!
-//! Credentials: the environment first, then the file `concoord route53id/route53key` wrote,
-//! then the rest of the standard chain (profile, web identity for Kubernetes service
-//! accounts, container and instance roles). `AWS_ENDPOINT_URL` (or
-//! `AWS_ENDPOINT_URL_ROUTE_53`) points the client elsewhere, e.g. at a local emulator.
+//! Credentials, region, endpoint override, retries and timeouts: see [`crate::aws`].
 
 use super::credentials::Stored;
 use super::plan::{Action, Change, RecordSet};
-use aws_config::BehaviorVersion;
-use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
-use aws_config::meta::credentials::CredentialsProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_route53::config::http::HttpResponse;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::types::{
     ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
-use std::time::Duration;
 
 /// Error codes Route53 uses when it wants us to slow down.
 const THROTTLING: [&str; 5] = [
@@ -83,42 +74,14 @@ impl Route53 {
     /// A client with the credential chain above; `endpoint` overrides where requests go
     /// (tests; otherwise `AWS_ENDPOINT_URL` or AWS itself).
     pub async fn connect(stored: Stored, endpoint: Option<&str>) -> Route53 {
-        let mut chain = CredentialsProviderChain::first_try(
-            "Environment",
-            EnvironmentVariableCredentialsProvider::new(),
-        );
-        if let (Some(id), Some(secret)) = (stored.key_id, stored.secret) {
-            chain = chain.or_else(
-                "ConcoordConfig",
-                aws_sdk_route53::config::Credentials::new(id, secret, None, None, "concoord"),
-            );
-        }
-        let chain = chain.or_default_provider().await;
         // Route53 is global; its API lives in us-east-1 unless the partition says otherwise.
-        // Fixed here, so no instance-metadata lookup happens for the region.
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|_| "us-east-1".to_string());
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
-            .credentials_provider(chain)
-            .load()
-            .await;
+        let shared = crate::aws::shared_config(stored, crate::aws::region_from_env()).await;
         let mut config = aws_sdk_route53::config::Builder::from(&shared);
         if let Some(url) = endpoint {
             config = config.endpoint_url(url);
         }
-        let config = config
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(15))
-                    .build(),
-            )
-            .build();
         Route53 {
-            client: aws_sdk_route53::Client::from_conf(config),
+            client: aws_sdk_route53::Client::from_conf(config.build()),
         }
     }
 

@@ -42,13 +42,7 @@ pub async fn start(
     zone: watch::Receiver<Arc<Zone>>,
     leadership: watch::Receiver<Leadership>,
 ) -> tokio::task::JoinHandle<()> {
-    let stored = match credentials::path().and_then(|p| credentials::load(&p)) {
-        Ok(stored) => stored,
-        Err(e) => {
-            tracing::warn!("Route53: stored credentials not read ({e}); using the AWS chain");
-            credentials::Stored::default()
-        }
-    };
+    let stored = crate::aws::stored_credentials();
     let api = api::Route53::connect(stored, None).await;
     let syncer = sync::Syncer::new(settings, domain, api, zone, leadership);
     tokio::spawn(syncer.run())
