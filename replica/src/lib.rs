@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod command;
+pub mod config_dir;
 pub mod dns;
 pub mod json;
 pub mod linearizability;
@@ -12,6 +13,7 @@ pub mod net;
 pub mod node;
 pub mod object;
 pub mod paxos;
+pub mod remote;
 pub mod runtime;
 pub mod sim;
 pub mod state;
