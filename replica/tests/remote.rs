@@ -326,3 +326,89 @@ fn a_missing_sshd_names_the_package() {
     assert!(e.contains("openssh-server"), "{e}");
     assert!(find_sshd(Path::new(SSHD)).is_ok() || !Path::new(SSHD).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_with_an_image_runs_replicas_as_containers() {
+    let image = TestImage::build();
+    let s = SshServer::start();
+    let install = s.path("image home");
+    let _started = StartedGuard {
+        install_dir: install.clone(),
+    };
+    s.configure();
+    s.ok(&["remote", "installdir", install.to_str().unwrap()]);
+    let host = s.host();
+
+    let out = s.ok(&["remote", "setup", &host, "--image", &image.name]);
+    let version = format!("(concoord {})", env!("CARGO_PKG_VERSION"));
+    assert!(
+        out.contains(&format!("image {}", image.name)) && out.contains(&version),
+        "{out}"
+    );
+    let cfg = s.ok(&["remote", "config"]);
+    assert!(
+        cfg.contains(&format!("(runs image {})", image.name)),
+        "{cfg}"
+    );
+
+    let port = free_port();
+    let ports = port.to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let mut flags = vec![
+        "remote",
+        "replica",
+        &host,
+        "-o",
+        "counter",
+        "-a",
+        "127.0.0.1",
+    ];
+    flags.extend(["-p", &ports]);
+    flags.extend(TIMING);
+    let out = s.ok(&flags);
+    assert!(
+        out.contains(&format!("Started replica on {host}: container ")),
+        "{out}"
+    );
+    wait_for_members(&addr, 1).await;
+    let client = Client::connect(&addr, ClientOptions::default())
+        .await
+        .unwrap();
+    client.call("counter", "increment", vec![]).await.unwrap();
+    let v = client.call("counter", "getvalue", vec![]).await.unwrap();
+    assert_eq!(v.as_i64(), Some(1), "{v:?}");
+    drop(client);
+    let ps = s.ok(&["remote", "ps", &host]);
+    assert!(
+        ps.contains(&format!("replica-{port}  container ")) && ps.contains("running"),
+        "{ps}"
+    );
+    let log = std::fs::read_to_string(install.join(format!("logs/replica-{port}.log")));
+    assert!(
+        log.is_ok(),
+        "the container's log is followed into the install dir"
+    );
+
+    let out = s.ok(&["remote", "stop", &host]);
+    assert!(
+        out.contains(&format!("Stopped replica-{port} on {host} (container")),
+        "{out}"
+    );
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "{addr} still listens"
+    );
+    let left = run_bounded(
+        Command::new("docker").args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("name=concoord-replica-{port}-"),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "container left: {left:?}"
+    );
+}

@@ -58,8 +58,8 @@ docker run --rm {image} --version
     ))
 }
 
-/// Starts `concoord ARGS...` detached in the install directory (or a container of `image`),
-/// logging to `logs/NAME.log`, and prints its PID (or `docker:ID`). Exits with
+/// Starts `concoord ARGS...` detached in the install directory (or a container of `image`
+/// on the host's network, named after NAME and the install directory), logging to `logs/NAME.log`, and prints its PID (or `docker:ID`). Exits with
 /// [`ALREADY_RUNNING`] or [`EXITED_AT_ONCE`] (printing the log's end on stderr) otherwise.
 pub fn start(
     install_dir: &str,
@@ -79,8 +79,9 @@ CONCOORD_CONFIG_DIR="$PWD/config" $detach nohup "$PWD/concoord" {words} > "$log"
 id=$!"#
         ),
         Some(image) => format!(
-            r#"docker rm -f "concoord-$name" >/dev/null 2>&1 || true
-cid=$(docker run -d --name "concoord-$name" --network host -v "$PWD/config:/config" -e CONCOORD_CONFIG_DIR=/config {image} {words})
+            r#"container="concoord-$name-$(printf %s "$PWD" | cksum | cut -d ' ' -f 1)"
+docker rm -f "$container" >/dev/null 2>&1 || true
+cid=$(docker run -d --name "$container" --network host -v "$PWD/config:/config" -e CONCOORD_CONFIG_DIR=/config {image} {words})
 id="docker:$cid"
 (docker logs -f "$cid" > "$log" 2>&1 < /dev/null &)"#,
             image = quote(image)?

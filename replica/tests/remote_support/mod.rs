@@ -248,9 +248,17 @@ impl Drop for StartedGuard {
             return;
         };
         for entry in entries.flatten() {
-            if let Ok(pid) = std::fs::read_to_string(entry.path())
-                && let Ok(pid) = pid.trim().parse::<u32>()
-            {
+            let Ok(id) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let id = id.trim();
+            if let Some(container) = id.strip_prefix("docker:") {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            } else if let Ok(pid) = id.parse::<u32>() {
                 let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             }
         }
@@ -273,5 +281,87 @@ pub fn free_dns_port() -> u16 {
         if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
+    }
+}
+
+/// A FROM-scratch image holding the concoord binary under test (stripped) and the shared
+/// libraries it links, built from files on this host (nothing is pulled). Removed on drop.
+pub struct TestImage {
+    pub name: String,
+    _context: tempfile::TempDir,
+}
+
+impl TestImage {
+    pub fn build() -> TestImage {
+        let version = run_bounded(
+            Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]),
+            Duration::from_secs(30),
+        );
+        assert!(
+            version.status.success(),
+            "the docker engine is not reachable: {}",
+            String::from_utf8_lossy(&version.stderr)
+        );
+        let context = tempfile::Builder::new()
+            .prefix("concoord-remote-image-")
+            .tempdir()
+            .expect("temp dir");
+        let root = context.path().join("rootfs");
+        std::fs::create_dir_all(&root).expect("rootfs");
+        let bin = bin();
+        let out = run_bounded(
+            Command::new("strip")
+                .arg("-o")
+                .arg(root.join("concoord"))
+                .arg(&bin),
+            Duration::from_secs(60),
+        );
+        if !out.status.success() {
+            std::fs::copy(&bin, root.join("concoord")).expect("copy the binary");
+        }
+        // The dynamic libraries and loader, at the paths the binary asks for.
+        let ldd = run_bounded(Command::new("ldd").arg(&bin), Duration::from_secs(30));
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let path = line
+                .split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(PathBuf::from);
+            if let Some(path) = path {
+                let dest = root.join(path.strip_prefix("/").expect("absolute"));
+                std::fs::create_dir_all(dest.parent().expect("parent")).expect("lib dir");
+                std::fs::copy(&path, &dest).expect("copy a library");
+            }
+        }
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/concoord\"]\n",
+        )
+        .expect("Dockerfile");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("concoord-remote-test-{}-{nanos}:t", std::process::id());
+        let out = run_bounded(
+            Command::new("docker")
+                .args(["build", "-q", "-t", &name])
+                .arg(context.path()),
+            Duration::from_secs(300),
+        );
+        assert!(out.status.success(), "docker build: {out:?}");
+        TestImage {
+            name,
+            _context: context,
+        }
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
