@@ -892,6 +892,73 @@ mod tests {
     }
 
     #[test]
+    fn remote_subcommands_take_replica_flags_after_the_host() {
+        let Command::Remote(r) = parse(&[
+            "remote",
+            "replica",
+            "node1:2222",
+            "-o",
+            "counter",
+            "-p",
+            "14001",
+            "-b",
+            "10.0.0.1:14000",
+            "--data-dir",
+            "a b",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        let RemoteAction::Replica { host, flags } = r.action else {
+            panic!()
+        };
+        assert_eq!(host, "node1:2222");
+        assert_eq!(
+            flags,
+            [
+                "-o",
+                "counter",
+                "-p",
+                "14001",
+                "-b",
+                "10.0.0.1:14000",
+                "--data-dir",
+                "a b"
+            ]
+        );
+        assert_eq!(check_remote_flags(&flags, false).unwrap(), 14001);
+        // The default port, as the remote replica would use it.
+        assert_eq!(check_remote_flags(&[], false).unwrap(), 14000);
+        // A nameserver needs its domain; bad flags are refused before any ssh.
+        let e = check_remote_flags(&[], true).unwrap_err().to_string();
+        assert!(e.contains("-n DOMAIN"), "{e}");
+        let ns = ["-n".to_string(), "counterdomain.com".to_string()];
+        assert!(check_remote_flags(&ns, true).is_ok());
+        let e = check_remote_flags(&["--bogus".to_string()], false).unwrap_err();
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        assert!(check_remote_flags(&["-b".to_string(), "nohost".to_string()], false).is_err());
+
+        let Command::Remote(r) = parse(&["remote", "stop", "h", "--port", "5"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(matches!(r.action, RemoteAction::Stop { port: Some(5), .. }));
+        let Command::Remote(r) = parse(&["remote", "setup", "h", "--image", "cc:1"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(matches!(r.action, RemoteAction::Setup { image: Some(ref i), .. } if i == "cc:1"));
+        assert!(parse(&["remote", "route53", "h", "KEY"]).is_err());
+        assert!(parse(&["remote", "addnode"]).is_err());
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
