@@ -112,6 +112,7 @@ pub enum RemoteAction {
     },
     /// Add a host (host or host:port); checks first that SSH can log in.
     Addnode {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
         /// Add it without logging in
@@ -120,6 +121,7 @@ pub enum RemoteAction {
     },
     /// Copy this concoord binary (or a docker image) to a host and check that it runs.
     Setup {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
         /// Load this docker image there (docker save | docker load) instead of the binary
@@ -128,6 +130,7 @@ pub enum RemoteAction {
     },
     /// Start a replica on a host, detached: concoord remote replica HOST [replica flags].
     Replica {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
         /// The flags of `concoord replica`
@@ -140,6 +143,7 @@ pub enum RemoteAction {
     },
     /// Start a replica that serves DNS (-n DOMAIN required) on a host, detached.
     Nameserver {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
         /// The flags of `concoord replica`
@@ -152,6 +156,7 @@ pub enum RemoteAction {
     },
     /// Stop the replicas concoord started on a host (all, or the one on --port).
     Stop {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
         #[arg(long, value_name = "PORT")]
@@ -159,11 +164,13 @@ pub enum RemoteAction {
     },
     /// List the replicas concoord started on a host.
     Ps {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
     },
     /// Store Route53 credentials on a host (0600) for its nameservers' -r.
     Route53 {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
         #[arg(value_name = "HOST")]
         host: String,
         #[arg(value_name = "KEY_ID")]

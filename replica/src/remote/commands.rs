@@ -5,6 +5,7 @@ use super::config::{self, ConfigError, HostError, HostSpec, Node, RemoteConfig};
 use super::scripts;
 use super::ssh::{Finished, Input, Ssh, SshError, check_key_file};
 use crate::dns::route53::credentials;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,8 +67,13 @@ impl Remote {
 
     fn ssh(&self) -> Result<Ssh, RemoteError> {
         // ssh records new host keys here; its directory must exist.
-        if let Some(dir) = self.known_hosts.parent() {
-            std::fs::create_dir_all(dir)
+        if let Some(dir) = self.known_hosts.parent()
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| RemoteError::Local(format!("{}: {e}", dir.display())))?;
         }
         Ok(Ssh::new(
