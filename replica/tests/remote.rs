@@ -339,6 +339,9 @@ async fn setup_with_an_image_runs_replicas_as_containers() {
     s.ok(&["remote", "installdir", install.to_str().unwrap()]);
     let host = s.host();
 
+    let missing = format!("{}-missing", image.name);
+    let e = s.fails(&["remote", "setup", &host, "--image", &missing]);
+    assert!(e.contains("docker save") && e.contains(&missing), "{e}");
     let out = s.ok(&["remote", "setup", &host, "--image", &image.name]);
     let version = format!("(concoord {})", env!("CARGO_PKG_VERSION"));
     assert!(

@@ -295,13 +295,15 @@ impl Remote {
                 let saved = save
                     .wait_with_output()
                     .map_err(|e| RemoteError::Local(format!("docker save {image}: {e}")))?;
+                // An ssh failure explains a broken pipe in docker save, not the other way.
+                let sent = sent?;
                 if !saved.status.success() {
                     return Err(RemoteError::Local(format!(
                         "docker save {image} failed: {}",
                         String::from_utf8_lossy(&saved.stderr).trim()
                     )));
                 }
-                (sent?, format!("image {image}"))
+                (sent, format!("image {image}"))
             }
         };
         let got = out.stdout.lines().last().unwrap_or("").trim().to_string();
