@@ -82,6 +82,10 @@ fn login_checks_say_why_they_fail() {
     let e = s.fails(&["remote", "addnode", &closed]);
     assert!(e.contains("unreachable: connection refused"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(15));
+    // --no-check adds a host that is down now, without logging in.
+    let out = s.ok(&["remote", "addnode", "--no-check", &closed]);
+    assert!(!out.contains("Logged in") && out.contains(&closed), "{out}");
+    assert!(s.ok(&["remote", "config"]).contains(&closed));
 
     // The configured key file disappeared.
     let gone = s.path("gone_key");
@@ -105,7 +109,7 @@ fn login_checks_say_why_they_fail() {
     assert!(e.contains(&format!("-R '[127.0.0.1]:{}'", s.port)), "{e}");
 
     // Commands on a host that was never added say so.
-    let e = s.fails(&["remote", "setup", &closed]);
+    let e = s.fails(&["remote", "setup", "127.0.0.2:22"]);
     assert!(e.contains("not a configured node"), "{e}");
 }
 
