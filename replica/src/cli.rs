@@ -48,6 +48,9 @@ pub enum Command {
         #[arg(value_name = "SECRET")]
         secret: String,
     },
+    /// Manage replicas on existing hosts over SSH (OpenReplica's commands).
+    #[command(after_help = REMOTE_EXAMPLES)]
+    Remote(RemoteArgs),
     /// Launch and manage replicas on EC2 instances tagged with a cluster name.
     Ec2(crate::ec2::cli::Ec2Args),
 }
@@ -65,6 +68,170 @@ Examples:
   concoord call 127.0.0.1:14000 --list
   concoord call counterdomain.com counter getvalue     (replicas from _concoord._tcp SRV)
   concoord call --dns-server 127.0.0.1:5353 counterdomain.com counter getvalue";
+
+const REMOTE_EXAMPLES: &str = "\
+The configuration lives in remote.toml in the config directory ($CONCOORD_CONFIG_DIR, else
+$XDG_CONFIG_HOME/concoord, else ~/.config/concoord), host keys in known_hosts beside it.
+
+Examples:
+  concoord remote addsshkey ~/.ssh/concoord.pem
+  concoord remote addusername ec2-user
+  concoord remote addnode node1.example.com          (checks that ssh can log in)
+  concoord remote setup node1.example.com            (copies this concoord binary there)
+  concoord remote replica node1.example.com -o counter -a 10.0.0.1 -p 14000
+  concoord remote nameserver node2.example.com:2222 -a 10.0.0.2 -b 10.0.0.1:14000 -n counterdomain.com
+  concoord remote stop node1.example.com --port 14000";
+
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    #[command(subcommand)]
+    pub action: RemoteAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteAction {
+    /// Print the configuration and where it lives.
+    Config,
+    /// Use this private key file for SSH.
+    Addsshkey {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Log in with this user name.
+    Addusername {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Directory on the hosts for the binary, logs and PID files [default: ~/.concoord].
+    Installdir {
+        #[arg(value_name = "DIR")]
+        dir: String,
+    },
+    /// Add a host (host or host:port); checks first that SSH can log in.
+    Addnode {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// Add it without logging in
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Copy this concoord binary (or a docker image) to a host and check that it runs.
+    Setup {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// Load this docker image there (docker save | docker load) instead of the binary
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+    },
+    /// Start a replica on a host, detached: concoord remote replica HOST [replica flags].
+    Replica {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// The flags of `concoord replica`
+        #[arg(
+            value_name = "FLAGS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        flags: Vec<String>,
+    },
+    /// Start a replica that serves DNS (-n DOMAIN required) on a host, detached.
+    Nameserver {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// The flags of `concoord replica`
+        #[arg(
+            value_name = "FLAGS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        flags: Vec<String>,
+    },
+    /// Stop the replicas concoord started on a host (all, or the one on --port).
+    Stop {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+    },
+    /// List the replicas concoord started on a host.
+    Ps {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+    },
+    /// Store Route53 credentials on a host (0600) for its nameservers' -r.
+    Route53 {
+        /// A configured host: name or address, with :PORT when SSH is not on 22
+        #[arg(value_name = "HOST")]
+        host: String,
+        #[arg(value_name = "KEY_ID")]
+        key_id: String,
+        #[arg(value_name = "SECRET")]
+        secret: String,
+    },
+}
+
+/// `concoord replica`'s flags alone, to check the flags of `remote replica` before ssh.
+#[derive(Parser, Debug)]
+#[command(name = "concoord replica", no_binary_name = true)]
+struct ReplicaFlags {
+    #[command(flatten)]
+    args: ReplicaArgs,
+}
+
+/// Checks remote replica flags as the remote `concoord replica` would; returns its port.
+pub fn check_remote_flags(flags: &[String], nameserver: bool) -> Result<u16, CliError> {
+    let parsed = ReplicaFlags::try_parse_from(flags)
+        .map_err(|e| CliError::Usage(format!("replica flags: {}", first_line(&e.to_string()))))?;
+    parsed.args.config()?;
+    if nameserver && parsed.args.domainname.is_none() {
+        return Err(CliError::Usage(
+            "a nameserver needs -n DOMAIN (the domain it answers for)".into(),
+        ));
+    }
+    Ok(parsed.args.port)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}
+
+async fn run_remote(args: RemoteArgs) -> Result<(), CliError> {
+    let mut remote = crate::remote::Remote::load()?;
+    let lines = match args.action {
+        RemoteAction::Config => remote.show(),
+        RemoteAction::Addsshkey { file } => remote.add_ssh_key(&file)?,
+        RemoteAction::Addusername { name } => remote.add_username(&name)?,
+        RemoteAction::Installdir { dir } => remote.set_install_dir(&dir)?,
+        RemoteAction::Addnode { host, no_check } => remote.add_node(&host, no_check).await?,
+        RemoteAction::Setup { host, image } => remote.setup(&host, image.as_deref()).await?,
+        RemoteAction::Replica { host, flags } => {
+            let port = check_remote_flags(&flags, false)?;
+            remote.start(&host, "replica", &flags, port).await?
+        }
+        RemoteAction::Nameserver { host, flags } => {
+            let port = check_remote_flags(&flags, true)?;
+            remote.start(&host, "nameserver", &flags, port).await?
+        }
+        RemoteAction::Stop { host, port } => remote.stop(&host, port).await?,
+        RemoteAction::Ps { host } => remote.list(&host).await?,
+        RemoteAction::Route53 {
+            host,
+            key_id,
+            secret,
+        } => remote.route53(&host, &key_id, &secret).await?,
+    };
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
 
 #[derive(Args, Debug)]
 pub struct ReplicaArgs {
@@ -423,8 +590,6 @@ pub enum CliError {
     #[error("{0}")]
     Client(#[from] ClientError),
     #[error("{0}")]
-    NotAvailable(String),
-    #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Runtime(#[from] RuntimeError),
@@ -434,6 +599,8 @@ pub enum CliError {
     Failed(String),
     #[error("{0}")]
     Ec2(#[from] crate::ec2::Ec2Error),
+    #[error("{0}")]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
@@ -524,6 +691,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             logging::init_tool(false)?;
             crate::ec2::cli::run(args).await
         }
+        Command::Remote(args) => run_remote(args).await,
     }
 }
 
@@ -792,6 +960,73 @@ mod tests {
             (5, 15000, "Lock")
         );
         assert!(parse(&["local", "--replicas", "0"]).is_err());
+    }
+
+    #[test]
+    fn remote_subcommands_take_replica_flags_after_the_host() {
+        let Command::Remote(r) = parse(&[
+            "remote",
+            "replica",
+            "node1:2222",
+            "-o",
+            "counter",
+            "-p",
+            "14001",
+            "-b",
+            "10.0.0.1:14000",
+            "--data-dir",
+            "a b",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        let RemoteAction::Replica { host, flags } = r.action else {
+            panic!()
+        };
+        assert_eq!(host, "node1:2222");
+        assert_eq!(
+            flags,
+            [
+                "-o",
+                "counter",
+                "-p",
+                "14001",
+                "-b",
+                "10.0.0.1:14000",
+                "--data-dir",
+                "a b"
+            ]
+        );
+        assert_eq!(check_remote_flags(&flags, false).unwrap(), 14001);
+        // The default port, as the remote replica would use it.
+        assert_eq!(check_remote_flags(&[], false).unwrap(), 14000);
+        // A nameserver needs its domain; bad flags are refused before any ssh.
+        let e = check_remote_flags(&[], true).unwrap_err().to_string();
+        assert!(e.contains("-n DOMAIN"), "{e}");
+        let ns = ["-n".to_string(), "counterdomain.com".to_string()];
+        assert!(check_remote_flags(&ns, true).is_ok());
+        let e = check_remote_flags(&["--bogus".to_string()], false).unwrap_err();
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        assert!(check_remote_flags(&["-b".to_string(), "nohost".to_string()], false).is_err());
+
+        let Command::Remote(r) = parse(&["remote", "stop", "h", "--port", "5"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(matches!(r.action, RemoteAction::Stop { port: Some(5), .. }));
+        let Command::Remote(r) = parse(&["remote", "setup", "h", "--image", "cc:1"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(matches!(r.action, RemoteAction::Setup { image: Some(ref i), .. } if i == "cc:1"));
+        assert!(parse(&["remote", "route53", "h", "KEY"]).is_err());
+        assert!(parse(&["remote", "addnode"]).is_err());
     }
 
     #[test]

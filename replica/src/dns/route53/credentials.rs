@@ -5,19 +5,19 @@
 //! The file holds `aws_access_key_id = ...` and `aws_secret_access_key = ...` lines, like
 //! `~/.aws/credentials`, so it can be read and fixed by hand.
 
+use crate::config_dir::{self, ConfigDirError};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const FILE: &str = "route53";
+/// The file's name in a config directory.
+pub const FILE: &str = "route53";
 const KEY_ID: &str = "aws_access_key_id";
 const SECRET: &str = "aws_secret_access_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("no config directory: set HOME, XDG_CONFIG_HOME or CONCOORD_CONFIG_DIR")]
-    NoConfigDir,
+    #[error("{0}")]
+    ConfigDir(#[from] ConfigDirError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -47,16 +47,7 @@ impl std::fmt::Debug for Stored {
 
 /// The credentials file's path.
 pub fn path() -> Result<PathBuf, CredentialsError> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let dir = var("CONCOORD_CONFIG_DIR")
-        .or_else(|| var("XDG_CONFIG_HOME").map(|d| d.join("concoord")))
-        .or_else(|| var("HOME").map(|h| h.join(".config").join("concoord")))
-        .ok_or(CredentialsError::NoConfigDir)?;
-    Ok(dir.join(FILE))
+    Ok(config_dir::dir()?.join(FILE))
 }
 
 /// Reads the stored credentials (none stored: both halves missing).
@@ -108,18 +99,8 @@ pub fn store_secret(path: &Path, secret: &str) -> Result<(), CredentialsError> {
     save(path, &stored)
 }
 
-/// Writes the file through a 0600 temporary file and a rename, so it is never readable by
-/// others, not even for a moment, and never half written.
-fn save(path: &Path, stored: &Stored) -> Result<(), CredentialsError> {
-    let io = |source| CredentialsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
-        // Best effort: a directory shared on purpose keeps its mode.
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    }
+/// The file's text for `stored`; `concoord remote route53` writes the same text on a host.
+pub fn render(stored: &Stored) -> String {
     let mut text = String::from("# concoord route53id / route53key\n[default]\n");
     if let Some(k) = &stored.key_id {
         text.push_str(&format!("{KEY_ID} = {k}\n"));
@@ -127,23 +108,19 @@ fn save(path: &Path, stored: &Stored) -> Result<(), CredentialsError> {
     if let Some(s) = &stored.secret {
         text.push_str(&format!("{SECRET} = {s}\n"));
     }
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io)
+    text
+}
+
+/// Writes the file privately (0600) and atomically.
+fn save(path: &Path, stored: &Stored) -> Result<(), CredentialsError> {
+    Ok(config_dir::write_private(path, render(stored).as_bytes())?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn both_halves_are_kept_in_a_private_file() {
