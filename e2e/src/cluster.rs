@@ -143,22 +143,30 @@ impl Cluster {
             network,
             spec: spec.clone(),
         };
-        for i in 0..spec.replicas {
-            if spec.durable {
-                let volume = Volume::create(&format!("{}-data{}", cluster.prefix, i + 1))?;
-                cluster.volumes.push(volume);
+        if let Err(e) = cluster.start_replicas() {
+            eprintln!("[e2e] the cluster did not come up: {e}\n{}", cluster.logs());
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    fn start_replicas(&mut self) -> Result<(), E2eError> {
+        for i in 0..self.spec.replicas {
+            if self.spec.durable {
+                let volume = Volume::create(&format!("{}-data{}", self.prefix, i + 1))?;
+                self.volumes.push(volume);
             }
-            let container = cluster.run_replica(i)?;
-            cluster.replicas.push(container);
+            let container = self.run_replica(i)?;
+            self.replicas.push(container);
             if i == 0 {
                 // The founder answers before anyone joins through it.
-                cluster.wait_until(Duration::from_secs(30), "the founder answers", |s| {
+                self.wait_until(Duration::from_secs(30), "the founder answers", |s| {
                     Ok(s.iter().any(|r| r.reachable && r.is_leader))
                 })?;
             }
         }
-        cluster.wait_healthy(spec.replicas, Duration::from_secs(60))?;
-        Ok(cluster)
+        self.wait_healthy(self.spec.replicas, Duration::from_secs(60))?;
+        Ok(())
     }
 
     /// The container name (and host name) of replica `i` (0-based): `<prefix>-r<i+1>`.

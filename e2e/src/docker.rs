@@ -78,11 +78,20 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Builds the replica image with e2e/docker/build-images.sh, once per test process.
+/// Set to 1 to use the replica image as it is instead of rebuilding it first.
+pub const SKIP_BUILD_ENV: &str = "CONCOORD_E2E_SKIP_BUILD";
+
+/// Builds the replica image with e2e/docker/build-images.sh, once per test process
+/// (unless `CONCOORD_E2E_SKIP_BUILD=1`: then it must exist already).
 pub fn replica_image() -> Result<&'static str, E2eError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
         require_docker().map_err(|e| e.to_string())?;
+        if std::env::var(SKIP_BUILD_ENV).is_ok_and(|v| v == "1") {
+            return docker(&["image", "inspect", "--format", "{{.Id}}", REPLICA_IMAGE])
+                .map(|_| eprintln!("[e2e] using the existing {REPLICA_IMAGE} ({SKIP_BUILD_ENV}=1)"))
+                .map_err(|e| format!("{SKIP_BUILD_ENV}=1 but there is no {REPLICA_IMAGE}: {e}"));
+        }
         let script = repo_root().join("e2e/docker/build-images.sh");
         let script = script.to_string_lossy();
         let started = std::time::Instant::now();
