@@ -181,7 +181,7 @@ async fn client_loop(client: Client, rec: Arc<Recorder>, object: String, pace: P
     let mut n = 0u64;
     while Instant::now() < pace.deadline {
         n += 1;
-        let read = pace.read_every > 0 && n % u64::from(pace.read_every) == 0;
+        let read = pace.read_every > 0 && n.is_multiple_of(u64::from(pace.read_every));
         let call = if read {
             CounterCall::GetValue
         } else {
