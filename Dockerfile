@@ -7,6 +7,9 @@
 #   1. With access to a registry (Docker Hub): everything is compiled inside the build.
 #        docker build --target replica  -t concoord/replica:0.1.0  .
 #        docker build --target operator -t concoord/operator:0.1.0 .
+#      This needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 or
+#      `docker buildx build` before), which builds only the stages a target uses: the
+#      classic builder would also run the prebuilt stages below and miss their files.
 #
 #   2. Without a registry (air-gapped hosts, CI here): compile on the host, package the
 #      binary. e2e/docker/build-images.sh does both steps and tags :<version> and :dev.
