@@ -362,3 +362,64 @@ fn dig_from_another_container_finds_the_live_members() -> Result<(), E2eError> {
         Ok(())
     })
 }
+
+#[test]
+fn the_replica_image_is_small_unprivileged_and_labelled() -> Result<(), E2eError> {
+    docker::require_docker()?;
+    let image = docker::replica_image()?;
+    let field = |format: &str| -> Result<String, E2eError> {
+        Ok(
+            docker::docker(&["image", "inspect", "--format", format, image])?
+                .trim()
+                .to_string(),
+        )
+    };
+    let size: u64 = field("{{.Size}}")?
+        .parse()
+        .map_err(|e| E2eError::Unexpected(format!("image size: {e}")))?;
+    eprintln!("[e2e] {image}: {size} bytes");
+    if size >= 20_000_000 {
+        return Err(E2eError::Check(format!(
+            "{image} is {size} bytes, over 20 MB"
+        )));
+    }
+    let user = field("{{.Config.User}}")?;
+    if user != "65532:65532" {
+        return Err(E2eError::Check(format!("{image} runs as {user:?}")));
+    }
+    let version = field("{{index .Config.Labels \"org.opencontainers.image.version\"}}")?;
+    if version != env!("CARGO_PKG_VERSION") {
+        return Err(E2eError::Check(format!("version label {version:?}")));
+    }
+    // The binary runs with nothing but itself in the image...
+    let out = process::run(
+        "docker",
+        &["run", "--rm", image, "--version"],
+        Duration::from_secs(60),
+    )?;
+    let expected = format!("concoord {}", env!("CARGO_PKG_VERSION"));
+    if !out.success() || out.stdout.trim() != expected {
+        return Err(E2eError::Check(format!(
+            "--version printed {:?} {:?}",
+            out.stdout, out.stderr
+        )));
+    }
+    // ...and there is no shell to fall back on.
+    let out = process::run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            "true",
+        ],
+        Duration::from_secs(60),
+    )?;
+    if out.success() {
+        return Err(E2eError::Check(format!("{image} has a shell")));
+    }
+    Ok(())
+}
