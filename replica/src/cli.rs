@@ -34,6 +34,10 @@ pub enum Command {
     Membership(MembershipArgs),
     /// Measure increments per second and latency with 1, 8, 64... concurrent clients.
     Bench(BenchArgs),
+    /// Increments and reads from N clients for a while; prints counts and the verdict of
+    /// the linearizability check as JSON (for tests that run inside a container network).
+    #[command(hide = true)]
+    Workload(WorkloadArgs),
     /// Print the log lines replicas send with -l, prefixed by sender.
     Logdaemon(LogdaemonArgs),
     /// Run a ready local cluster on 127.0.0.1 for trying things out.
@@ -540,6 +544,31 @@ pub struct BenchArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct WorkloadArgs {
+    /// Replica addresses: "host:port, host:port"
+    #[arg(value_name = "ADDRS")]
+    pub addrs: String,
+    /// Concurrent clients, each with its own session and connection
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub clients: u32,
+    /// How long the clients keep calling (e.g. 10s, 500ms)
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Counter object to use; created if missing
+    #[arg(long, default_value = "counter")]
+    pub object: String,
+    /// Every Nth call of a client is a read (0: increments only)
+    #[arg(long, default_value_t = 4)]
+    pub read_every: u32,
+    /// Give up on one call (its outcome is then unknown) after this long
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub call_timeout: Duration,
+    /// Pause of each client between its calls (keeps the history small enough to check)
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub think: Duration,
+}
+
+#[derive(Args, Debug)]
 pub struct LogdaemonArgs {
     /// Port to listen on
     #[arg(short = 'p', long = "port", default_value_t = 12000)]
@@ -637,6 +666,40 @@ fn store_route53(
     Ok(())
 }
 
+/// Resolves when the process is asked to stop (SIGTERM from `docker stop` or Kubernetes,
+/// SIGINT). As PID 1 in a container the replica would otherwise ignore SIGTERM and be
+/// killed only after the grace period. Stopping is as safe as a crash: what was
+/// acknowledged is already on disk (-w) or on a majority.
+async fn terminated() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = interrupted() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}");
+                interrupted().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        interrupted().await;
+        "SIGINT"
+    }
+}
+
+/// Ctrl-C; never, when it cannot be watched.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -644,7 +707,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let mut cfg = args.config()?;
             logging::init(args.debug, args.logger.clone())?;
             args.discover(&mut cfg).await?;
-            runtime::run_replica(cfg).await?;
+            tokio::select! {
+                result = runtime::run_replica(cfg) => result?,
+                signal = terminated() => {
+                    tracing::info!("stopping: {signal}");
+                }
+            }
             Ok(())
         }
         Command::Local(args) => {
@@ -683,6 +751,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => {
             logging::init_tool(false)?;
             tools::bench::run(&args).await
+        }
+        Command::Workload(args) => {
+            logging::init_tool(false)?;
+            tools::workload::run(&args).await
         }
         Command::Logdaemon(args) => tools::logdaemon::run(&args).await,
         Command::Route53id { key } => store_route53(|p| credentials::store_key_id(p, &key)),

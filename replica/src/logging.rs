@@ -7,7 +7,7 @@
 
 use crate::client::check_addr;
 use std::io::{self, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
@@ -161,7 +161,7 @@ fn forward(addr: &str, rx: &Receiver<Vec<u8>>) {
 
 fn connect(addr: &str) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr} has no address"));
-    for sa in addr.to_socket_addrs()? {
+    for sa in resolve_blocking(addr)? {
         match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
             Ok(stream) => {
                 stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -171,6 +171,15 @@ fn connect(addr: &str) -> io::Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// `net::resolve` for this plain thread (the C resolver is missing in the container image).
+fn resolve_blocking(addr: &str) -> io::Result<Vec<std::net::SocketAddr>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(crate::net::resolve::lookup(addr))
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::net::wire::{
 };
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
@@ -34,7 +33,7 @@ pub(crate) async fn open(addr: &str, limit: Duration) -> Result<Conn, ClientErro
 }
 
 async fn open_inner(addr: &str) -> Result<Conn, ClientError> {
-    let stream = TcpStream::connect(addr)
+    let stream = crate::net::resolve::connect(addr)
         .await
         .map_err(|e| unreachable(addr, e.to_string()))?;
     // Requests are small and latency matters more than packet count.

@@ -1,5 +1,5 @@
 //! The IP addresses behind the members' `host:port`: an IP is used as it is, a host name is
-//! resolved with the system resolver (and remembered for a while, so a view change does not
+//! resolved by `net::resolve` (and remembered for a while, so a view change does not
 //! wait for it), and this replica's own record may be overridden (`--advertise-ip`: a pod's
 //! current IP behind its stable name).
 
@@ -60,14 +60,10 @@ impl AddressBook {
         {
             return ips.clone();
         }
-        let found = tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, 0))).await;
+        let found =
+            tokio::time::timeout(LOOKUP_TIMEOUT, crate::net::resolve::lookup_ips(host)).await;
         let ips = match found {
-            Ok(Ok(addrs)) => {
-                let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-                ips.sort();
-                ips.dedup();
-                ips
-            }
+            Ok(Ok(ips)) => ips,
             Ok(Err(e)) => {
                 tracing::warn!("DNS: cannot resolve member host {host}: {e}");
                 self.previous(host)

@@ -41,10 +41,10 @@ pub async fn parse_server(text: &str) -> Result<SocketAddr, DiscoverError> {
     if let Ok(addr) = text.trim().parse::<SocketAddr>() {
         return Ok(addr);
     }
-    tokio::net::lookup_host(text.trim())
+    crate::net::resolve::lookup(text.trim())
         .await
         .ok()
-        .and_then(|mut addrs| addrs.next())
+        .and_then(|addrs| addrs.into_iter().next())
         .ok_or_else(|| DiscoverError::BadServer(text.to_string()))
 }
 

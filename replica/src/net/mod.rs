@@ -1,5 +1,6 @@
 //! Framed transport: length-prefixed rmp-serde frames, the wire messages, and the
-//! listener that tells clients from peers by their hello.
+//! listener that tells clients from peers by their hello; host name resolution.
 
 pub mod frame;
+pub mod resolve;
 pub mod wire;

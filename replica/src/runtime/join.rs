@@ -8,7 +8,6 @@ use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
 use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// What the group told us when it added us.
 pub struct Joined {
@@ -111,7 +110,7 @@ async fn continue_after(backoff: &mut Duration, wait: Option<Duration>) {
 }
 
 async fn attempt(target: &str, my_addr: &str) -> Result<Attempt, FrameError> {
-    let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target))
+    let stream = tokio::time::timeout(Duration::from_secs(3), crate::net::resolve::connect(target))
         .await
         .map_err(|_| FrameError::Timeout)?
         .map_err(|source| FrameError::Framing {

@@ -10,7 +10,6 @@ use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
 use crate::paxos::Message;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Messages queued per peer before new ones are dropped.
@@ -160,7 +159,7 @@ async fn stream_to(
     addr: &str,
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<(), FrameError> {
-    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+    let stream = tokio::time::timeout(Duration::from_secs(2), crate::net::resolve::connect(addr))
         .await
         .map_err(|_| FrameError::Timeout)?
         .map_err(|source| FrameError::Framing {

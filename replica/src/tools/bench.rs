@@ -58,7 +58,7 @@ pub async fn run(a: &BenchArgs) -> Result<(), CliError> {
 }
 
 /// Creates the counter unless it exists.
-async fn ensure_counter(addrs: &str, object: &str) -> Result<(), CliError> {
+pub(crate) async fn ensure_counter(addrs: &str, object: &str) -> Result<(), CliError> {
     let client = Client::connect(addrs, ClientOptions::default()).await?;
     let result = async {
         if !client.list().await?.contains_key(object) {

@@ -1,4 +1,4 @@
-//! The command-line tools behind `concoord call | status | bench | logdaemon | membership`. Each takes
+//! The command-line tools behind `concoord call | status | bench | workload | logdaemon | membership`. Each takes
 //! its parsed arguments from [`crate::cli`] and returns a [`crate::cli::CliError`].
 
 pub mod bench;
@@ -6,3 +6,4 @@ pub mod call;
 pub mod logdaemon;
 pub mod membership;
 pub mod status;
+pub mod workload;
