@@ -9,6 +9,18 @@ use super::Ec2Error;
 /// The user id the replica image runs as (the image's non-root user); the data directory
 /// is given to it.
 pub const REPLICA_UID: u32 = 65532;
+/// With `--domain` the nameserver must bind port 53 on the host's network, which a non-root
+/// user cannot do there (the unprivileged-port sysctl is not namespaced away with host
+/// networking, and Docker gives a non-root user no ambient capabilities). The container then
+/// runs as root holding only CAP_NET_BIND_SERVICE, and the data directory is root's.
+const DNS_CAPABILITIES: [&str; 6] = [
+    "--user",
+    "0:0",
+    "--cap-drop",
+    "ALL",
+    "--cap-add",
+    "NET_BIND_SERVICE",
+];
 /// Where the data volume lives on the instance (overridable for tests of the script).
 pub const DATA_DIR: &str = "/var/lib/concoord";
 /// The container's name on the instance.
@@ -121,11 +133,23 @@ impl ReplicaLaunch {
         .map(|s| s.to_string())
         .collect();
         words.push("\"$DATA_DIR\":/data".into());
+        if self.domain.is_some() {
+            words.extend(DNS_CAPABILITIES.iter().map(|s| s.to_string()));
+        }
         words.push("-e".into());
         words.push(quote(&format!("AWS_REGION={}", self.region)));
         words.push(quote(&self.image));
         words.extend(self.replica_args().iter().map(|a| quote(a)));
         words.join(" ")
+    }
+
+    /// Who owns the data directory: the user the container runs as.
+    fn data_owner(&self) -> u32 {
+        if self.domain.is_some() {
+            0
+        } else {
+            REPLICA_UID
+        }
     }
 
     /// The whole user data script.
@@ -162,7 +186,7 @@ docker rm -f {container} >/dev/null 2>&1 || true
 "#,
             cluster = self.cluster,
             data_dir = DATA_DIR,
-            uid = REPLICA_UID,
+            uid = self.data_owner(),
             container = CONTAINER,
             run = self.docker_run(),
         ))
@@ -206,9 +230,15 @@ mod tests {
         let mut l = launch();
         l.domain = Some("example.com".into());
         l.route53_zone_id = Some("Z123".into());
+        let run = l.docker_run();
+        assert!(run.ends_with("ec2:cluster=prod -n example.com -r --route53-zone-id Z123"));
+        // Port 53 on the host network: root with only the bind capability, data dir root's.
+        assert!(run.contains("--user 0:0 --cap-drop ALL --cap-add NET_BIND_SERVICE"));
+        assert!(l.script().is_ok_and(|s| s.contains("chown 0:0 ")));
         assert!(
-            l.docker_run()
-                .ends_with("ec2:cluster=prod -n example.com -r --route53-zone-id Z123")
+            launch()
+                .script()
+                .is_ok_and(|s| s.contains("chown 65532:65532 "))
         );
     }
 
