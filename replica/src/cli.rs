@@ -32,6 +32,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Add or remove one replica (the view changes through consensus, one member at a time).
     Membership(MembershipArgs),
+    /// Exit 0 when the local replica is live, or ready (a caught-up voting member): for
+    /// Kubernetes exec probes.
+    Probe(ProbeArgs),
     /// Measure increments per second and latency with 1, 8, 64... concurrent clients.
     Bench(BenchArgs),
     /// Print the log lines replicas send with -l, prefixed by sender.
@@ -83,6 +86,11 @@ pub struct ReplicaArgs {
     /// A member of a running group to join through
     #[arg(short = 'b', long = "boot", value_name = "HOST:PORT")]
     pub boot: Option<String>,
+    /// Found the group instead of joining through -b when this names this replica's -a host
+    /// (in full, or its first label such as a pod name); a replica with data on disk
+    /// recovers from it either way
+    #[arg(long = "found-if", value_name = "NAME", env = "CONCOORD_FOUND_IF")]
+    pub found_if: Option<String>,
     /// Send log lines to a `concoord logdaemon`
     #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
     pub logger: Option<String>,
@@ -153,7 +161,11 @@ impl ReplicaArgs {
             object: self.objectname.clone(),
             addr: self.addr.clone(),
             port: self.port,
-            bootstrap: self.boot.clone(),
+            bootstrap: if self.founds() {
+                None
+            } else {
+                self.boot.clone()
+            },
             timing: self.timing()?,
             data_dir: self.data_dir.clone().or_else(|| {
                 self.writetodisk.then(|| {
@@ -163,6 +175,15 @@ impl ReplicaArgs {
             allow_fault_injection: self.allow_fault_injection,
             dns: self.dns()?,
         })
+    }
+
+    /// True when `--found-if` names this replica: it founds rather than joins (unless its
+    /// disk says it is already a member, which the runtime checks first).
+    pub fn founds(&self) -> bool {
+        let Some(name) = self.found_if.as_deref().map(str::trim) else {
+            return false;
+        };
+        !name.is_empty() && (name == self.addr || self.addr.split('.').next() == Some(name))
     }
 
     /// The nameserver settings of `-n`, `--dns-*`, `--advertise-ip` and `-r`.
@@ -283,6 +304,26 @@ pub enum MembershipAction {
         #[arg(value_name = "REPLICA")]
         replica: String,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[arg(value_enum)]
+    pub kind: ProbeKind,
+    /// The replica to ask
+    #[arg(long, default_value = "127.0.0.1:14000", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// How long to wait for each answer
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Answers and has not halted
+    Live,
+    /// A voting member of the view, with a leader, caught up
+    Ready,
 }
 
 #[derive(Args, Debug)]
@@ -452,6 +493,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             logging::init_tool(false)?;
             tools::membership::run(&args).await
         }
+        Command::Probe(args) => tools::probe::run(&args).await,
         Command::Bench(args) => {
             logging::init_tool(false)?;
             tools::bench::run(&args).await
@@ -604,6 +646,36 @@ mod tests {
         // -b takes a domain (joins through its SRV records).
         let cfg = replica(&["-b", "counterdomain.com"]).config().unwrap();
         assert_eq!(cfg.bootstrap.as_deref(), Some("counterdomain.com"));
+    }
+
+    #[test]
+    fn found_if_names_this_replica() {
+        let peers = "demo-peers.ns.svc.cluster.local:14000";
+        let a = "demo-0.demo-peers.ns.svc.cluster.local";
+        let cfg = |found: &str, addr: &str| {
+            replica(&["-a", addr, "-b", peers, "--found-if", found])
+                .config()
+                .unwrap()
+                .bootstrap
+        };
+        // Pod 0 by pod name or by full host name founds; everyone else joins.
+        assert_eq!(cfg("demo-0", a), None);
+        assert_eq!(cfg(a, a), None);
+        assert_eq!(
+            cfg("demo-0", "demo-1.demo-peers.ns.svc.cluster.local").as_deref(),
+            Some(peers)
+        );
+        // Cleared after bootstrap: an empty name founds nothing.
+        assert_eq!(cfg("", a).as_deref(), Some(peers));
+        assert_eq!(cfg("demo", a).as_deref(), Some(peers));
+        let Command::Probe(p) = parse(&["probe", "ready"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(
+            (p.kind, p.addr.as_str()),
+            (ProbeKind::Ready, "127.0.0.1:14000")
+        );
+        assert!(parse(&["probe", "dead"]).is_err());
     }
 
     #[test]
