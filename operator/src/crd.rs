@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 /// The operator's own version: the default replica image tag.
 pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The replica image repository when the spec names none.
+pub const DEFAULT_IMAGE: &str = "concoord/replica";
 
 /// A ConCoord cluster: replicas in a StatefulSet whose membership the operator changes
 /// through Paxos, with a nameserver Service answering the cluster's domain.
@@ -246,7 +248,7 @@ fn default_replicas() -> i32 {
     3
 }
 fn default_image() -> String {
-    "concoord/replica".into()
+    DEFAULT_IMAGE.into()
 }
 fn default_version() -> String {
     OPERATOR_VERSION.into()
