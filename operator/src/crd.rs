@@ -2,6 +2,9 @@
 //! rules, and the status the operator reports. The CRD YAML in crds/ is generated from
 //! these types (see `generate`), never edited by hand.
 
+// Every `printcolumn(...)` repeats `type_ = "integer"` etc. by design of kube's derive.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

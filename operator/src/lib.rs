@@ -22,4 +22,6 @@ mod crd_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
+mod reconcile_tests;
+#[cfg(test)]
 mod render_tests;
