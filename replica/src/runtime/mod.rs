@@ -203,14 +203,18 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
                     args: Vec::<Value>::new(),
                 })
                 .collect();
+            let (node, actions) = Node::found(&me, node_cfg, state, first, seed, 0);
             if let Some(st) = &mut storage {
+                // The genesis on disk carries the group id founding drew, so a recovered
+                // founder still belongs to (and is recognised by) its group.
+                let mut genesis = View::founded_by(&me);
+                genesis.group = node.view().group;
                 st.save_identity(&Identity {
                     id: 1,
                     addr: me.clone(),
-                    genesis: View::founded_by(&me),
+                    genesis,
                 })?;
             }
-            let (node, actions) = Node::found(&me, node_cfg, state, first, seed, 0);
             let view = node.view().clone();
             tracing::info!("replica 1 at {me} founded a new group");
             (node, actions, view)
