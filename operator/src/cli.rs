@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Replica image repository used when a cluster does not name its own
     #[arg(long, value_name = "IMAGE")]
     pub replica_image: Option<String>,
+    /// Route53 API endpoint for deleting a cluster's records [default: AWS]
+    #[arg(long, value_name = "URL")]
+    pub route53_endpoint: Option<String>,
     /// Debug logging
     #[arg(short = 'd', long)]
     pub debug: bool,
@@ -79,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 lease_namespace: args.leader_election_namespace,
                 namespace: args.namespace,
                 replica_image: args.replica_image,
+                route53_endpoint: args.route53_endpoint,
             })
             .await?;
             Ok(())

@@ -31,6 +31,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// `--replica-image`: used instead of the CRD's default image repository.
     pub replica_image: Option<String>,
+    /// `--route53-endpoint`: a Route53-compatible API instead of AWS (emulators, tests).
+    pub route53_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,8 @@ async fn reconcile_inner(
         match event {
             Finalizer::Apply(cc) => converge(&cc, &names, ctx).await,
             Finalizer::Cleanup(cc) => {
-                crate::route53::cleanup(&cc, &names, &ctx.client).await?;
+                crate::route53::cleanup(&cc, &names, &ctx.client, ctx.route53_endpoint.as_deref())
+                    .await?;
                 Ok(Action::await_change())
             }
         }

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NS: &str = "apps";
+/// A Route53 endpoint nobody listens on: cleanup fails without leaving the machine.
+const ROUTE53_NOWHERE: &str = "http://127.0.0.1:9";
 
 /// One request the API server received.
 #[derive(Clone, Debug)]
@@ -45,6 +47,14 @@ fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Va
             Some(s) => (200, s.clone()),
             None => (404, not_found),
         },
+        "GET" if path.ends_with("/secrets/aws-creds") => (
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "aws-creds", "namespace": NS},
+                // "testing" in base64, for both keys.
+                "data": {"aws_access_key_id": "dGVzdGluZw==",
+                    "aws_secret_access_key": "dGVzdGluZw=="}}),
+        ),
         "GET" if path.ends_with("/pods") => (
             200,
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state.pods}),
@@ -240,6 +250,15 @@ impl Run {
 }
 
 async fn reconcile_once(state: ApiState, reports: BTreeMap<String, StatusReport>) -> Run {
+    let (run, result) = reconcile_result(state, reports).await;
+    result.expect("reconcile succeeded");
+    run
+}
+
+async fn reconcile_result(
+    state: ApiState,
+    reports: BTreeMap<String, StatusReport>,
+) -> (Run, Result<(), String>) {
     let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
     let (client, log) = api_server(state);
     let replicas = Arc::new(FakeReplicas {
@@ -258,14 +277,16 @@ async fn reconcile_once(state: ApiState, reports: BTreeMap<String, StatusReport>
         ),
         metrics: Arc::new(Metrics::new()),
         replica_image: None,
+        route53_endpoint: Some(ROUTE53_NOWHERE.into()),
     });
-    tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(cc), ctx))
+    let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(cc), ctx))
         .await
         .expect("reconcile finished in time")
-        .expect("reconcile succeeded");
+        .map(drop)
+        .map_err(|e| e.to_string());
     let requests = log.lock().unwrap().clone();
     let changes = replicas.changes.lock().unwrap().clone();
-    Run { requests, changes }
+    (Run { requests, changes }, result)
 }
 
 const GET_STS: &str = "GET /apis/apps/v1/namespaces/apps/statefulsets/demo";
@@ -468,4 +489,30 @@ async fn deletion_leaves_children_to_owner_references_and_route53_adds_a_finaliz
     );
     let patch = run.requests[0].body.to_string();
     assert!(patch.contains("concoord.io/route53-records"), "{patch}");
+}
+
+#[tokio::test]
+async fn a_deleted_cluster_keeps_its_finalizer_while_route53_cleanup_fails() {
+    let mut cc = cluster(3, members_status(3, 0));
+    cc["spec"]["route53"] = json!({"zoneId": "Z1", "credentialsSecret": {"name": "aws-creds"}});
+    cc["metadata"]["finalizers"] = json!(["concoord.io/route53-records"]);
+    cc["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let (run, result) = reconcile_result(
+        ApiState {
+            cc,
+            ..ApiState::default()
+        },
+        BTreeMap::new(),
+    )
+    .await;
+    // The credentials are read, Route53 is unreachable: no request removes the finalizer.
+    assert_eq!(
+        run.lines(),
+        ["GET /api/v1/namespaces/apps/secrets/aws-creds"]
+    );
+    let err = result.unwrap_err();
+    assert!(
+        err.contains("Route53 cleanup") && err.contains("Z1"),
+        "{err}"
+    );
 }

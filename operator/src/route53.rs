@@ -17,6 +17,7 @@ pub async fn cleanup(
     cc: &ConCoordCluster,
     names: &ClusterNames,
     client: &kube::Client,
+    endpoint: Option<&str>,
 ) -> Result<(), ReconcileError> {
     let Some(r53) = &cc.spec.route53 else {
         return Ok(());
@@ -44,26 +45,36 @@ pub async fn cleanup(
             }
         }
     };
-    let zone = &r53.zone_id;
-    let domain = domain(cc, names);
-    let api = Route53::connect(stored, None).await;
+    delete_records(&r53.zone_id, &domain(cc, names), stored, endpoint)
+        .await
+        .map(drop)
+        .map_err(ReconcileError::Route53)
+}
+
+/// Deletes the records of `domain` owned by the replicas (owner `concoord`) from `zone`;
+/// records of anyone else stay. Returns how many changes were sent.
+pub async fn delete_records(
+    zone: &str,
+    domain: &str,
+    credentials: Stored,
+    endpoint: Option<&str>,
+) -> Result<usize, String> {
+    let api = Route53::connect(credentials, endpoint).await;
     let actual = api
         .list(zone)
         .await
-        .map_err(|e| ReconcileError::Route53(format!("listing zone {zone}: {e}")))?;
-    let planned = plan::plan(&domain, DEFAULT_OWNER, &[], &actual)
-        .map_err(|e| ReconcileError::Route53(format!("zone {zone}: {e}")))?;
+        .map_err(|e| format!("listing zone {zone}: {e}"))?;
+    let planned =
+        plan::plan(domain, DEFAULT_OWNER, &[], &actual).map_err(|e| format!("zone {zone}: {e}"))?;
     if planned.changes.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     api.apply(zone, &planned.changes, "concoord-operator: cluster deleted")
         .await
-        .map_err(|e| {
-            ReconcileError::Route53(format!("deleting {domain} records in {zone}: {e}"))
-        })?;
+        .map_err(|e| format!("deleting {domain} records in {zone}: {e}"))?;
     tracing::info!(
-        "deleted {} Route53 record changes for {domain} in zone {zone}",
+        "deleted {} Route53 record sets of {domain} in zone {zone}",
         planned.changes.len()
     );
-    Ok(())
+    Ok(planned.changes.len())
 }

@@ -31,6 +31,7 @@ pub struct RunOptions {
     pub lease_namespace: String,
     pub namespace: Option<String>,
     pub replica_image: Option<String>,
+    pub route53_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +253,7 @@ async fn control(
         ),
         metrics,
         replica_image: opts.replica_image.clone(),
+        route53_endpoint: opts.route53_endpoint.clone(),
     });
     Controller::new(clusters, watcher::Config::default().any_semantic())
         .owns(api::<StatefulSet>(&client, &opts.namespace), ours.clone())
