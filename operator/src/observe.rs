@@ -212,3 +212,115 @@ pub fn summarize(
         seeds,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concoord::command::View;
+
+    fn names() -> ClusterNames {
+        ClusterNames::new("demo", "apps")
+    }
+
+    fn report(i: u32, view: &View, leader: u32, state: &str, executed: u64) -> StatusReport {
+        StatusReport {
+            replica: u64::from(i) + 1,
+            addr: names().member_address(i),
+            view: view.clone(),
+            leader: Some(u64::from(leader) + 1),
+            is_leader: i == leader,
+            ballot: (1, u64::from(leader) + 1),
+            decided_upto: 500,
+            executed_upto: executed,
+            sessions: 0,
+            objects: 0,
+            state: state.into(),
+        }
+    }
+
+    fn pod(i: u32, ready: bool, revision: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("demo-{i}"),
+                "labels": {"controller-revision-hash": revision}},
+            "status": {"conditions": [{"type": "Ready",
+                "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn members_health_learners_strangers_and_revisions() {
+        let n = names();
+        let view = View {
+            number: 12,
+            members: [
+                (1, n.member_address(0)),
+                (2, n.member_address(1)),
+                (9, "10.9.9.9:14000".into()),
+            ]
+            .into_iter()
+            .collect(),
+            learners: [(4, n.member_address(3))].into_iter().collect(),
+            next_id: 10,
+            group: 5,
+        };
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo"},
+            "spec": {"replicas": 4, "selector": {}, "serviceName": "demo-peers",
+                "template": {}},
+            "status": {"replicas": 4, "updateRevision": "r2"},
+        }))
+        .unwrap();
+        let reports: BTreeMap<u32, StatusReport> = [
+            (0, report(0, &view, 0, "member", 500)),
+            // Far behind the leader: not healthy.
+            (1, report(1, &view, 0, "member", 100)),
+            // Pod 2's replica is not in the view at all (removed).
+            (2, report(2, &view, 0, "removed", 500)),
+            (3, report(3, &view, 0, "learner", 480)),
+        ]
+        .into_iter()
+        .collect();
+        let pods = [
+            pod(0, true, "r2"),
+            pod(1, true, "r1"),
+            pod(2, false, "r2"),
+            pod(3, false, "r2"),
+        ];
+        let seen = summarize(&n, true, Some(&sts), &pods, &reports);
+        let m = seen.observed.membership.as_ref().unwrap();
+        assert_eq!((m.view, m.leader), (12, Some(0)));
+        assert!(m.members[&0].healthy && !m.members[&0].learner);
+        assert!(!m.members[&1].healthy, "behind by 400 slots");
+        assert!(!m.members.contains_key(&2));
+        assert!(m.members[&3].learner && m.members[&3].healthy);
+        assert_eq!(m.strangers, [(9, "10.9.9.9:14000".to_string())]);
+        assert_eq!(seen.observed.statefulset_replicas, Some(4));
+        assert!(seen.observed.pods[&0].current && !seen.observed.pods[&1].current);
+        assert_eq!(
+            seen.observed.pods[&2].replica_state.as_deref(),
+            Some("removed")
+        );
+        assert_eq!(seen.ready_pods, 2);
+        assert_eq!(seen.leader.as_deref(), Some("demo-0"));
+        let names_in_status: Vec<&str> = seen.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names_in_status, ["demo-0", "demo-1", "demo-3"]);
+        assert_eq!(seen.seeds.len(), 3);
+        // Ask every pod, and members the last status knew beyond the StatefulSet.
+        let last = vec![crate::crd::MemberStatus {
+            name: "demo-6".into(),
+            address: n.member_address(6),
+            id: 7,
+            leader: false,
+            healthy: true,
+            learner: false,
+        }];
+        assert_eq!(
+            ordinals_to_ask(&n, Some(&sts), &pods, &last),
+            (0..7).collect::<Vec<_>>()
+        );
+        // Nobody answers: no membership, the plan waits.
+        let silent = summarize(&n, true, Some(&sts), &pods, &BTreeMap::new());
+        assert!(silent.observed.membership.is_none());
+    }
+}
