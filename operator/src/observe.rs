@@ -98,6 +98,7 @@ fn pod_ready(p: &Pod) -> bool {
 pub fn summarize(
     names: &ClusterNames,
     bootstrapped: bool,
+    last_members: &[MemberStatus],
     sts: Option<&StatefulSet>,
     pods: &[Pod],
     reports: &BTreeMap<u32, StatusReport>,
@@ -108,6 +109,12 @@ pub fn summarize(
     let mut observed = Observed {
         bootstrapped,
         statefulset_replicas: sts_replicas(sts),
+        last_known_pods: last_members
+            .iter()
+            .filter_map(|m| names.ordinal_of_pod(&m.name))
+            .map(|i| i + 1)
+            .max()
+            .unwrap_or(0),
         ..Observed::default()
     };
     for p in pods {
@@ -287,7 +294,7 @@ mod tests {
             pod(2, false, "r2"),
             pod(3, false, "r2"),
         ];
-        let seen = summarize(&n, true, Some(&sts), &pods, &reports);
+        let seen = summarize(&n, true, &[], Some(&sts), &pods, &reports);
         let m = seen.observed.membership.as_ref().unwrap();
         assert_eq!((m.view, m.leader), (12, Some(0)));
         assert!(m.members[&0].healthy && !m.members[&0].learner);
@@ -320,7 +327,8 @@ mod tests {
             (0..7).collect::<Vec<_>>()
         );
         // Nobody answers: no membership, the plan waits.
-        let silent = summarize(&n, true, Some(&sts), &pods, &BTreeMap::new());
+        let silent = summarize(&n, true, &last, Some(&sts), &pods, &BTreeMap::new());
+        assert_eq!(silent.observed.last_known_pods, 7);
         assert!(silent.observed.membership.is_none());
     }
 }

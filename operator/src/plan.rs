@@ -21,6 +21,8 @@ pub struct Observed {
     pub pods: BTreeMap<u32, PodState>,
     /// The view as the replicas report it; none when no replica answered.
     pub membership: Option<Membership>,
+    /// Pods the members in the last recorded status need (highest ordinal + 1).
+    pub last_known_pods: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -126,6 +128,12 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
         };
     }
     let Some(m) = &seen.membership else {
+        // Nobody answers. If pods are missing (StatefulSet scaled down or deleted by
+        // hand), bring back those the last known members need; they recover from disk.
+        let pods = seen.statefulset_replicas.unwrap_or(0);
+        if pods < seen.last_known_pods {
+            return Step::GrowStatefulSet(seen.last_known_pods);
+        }
         return Step::Wait(WaitReason::NoReplicaAnswers);
     };
     let pods = seen.statefulset_replicas.unwrap_or(0);

@@ -17,6 +17,7 @@ fn steady(members: u32, leader: u32) -> Observed {
             members: BTreeMap::new(),
             strangers: Vec::new(),
         }),
+        last_known_pods: members,
     };
     for i in 0..members {
         seen.pods.insert(i, ready_pod());
@@ -326,9 +327,13 @@ fn repair_after_a_crash_between_steps() {
     // Bootstrapped, but no replica answers (all pods restarting): wait, never re-found.
     let mut seen = steady(3, 0);
     seen.membership = None;
+    seen.last_known_pods = 3;
     assert_eq!(plan(3, &seen), Wait(WaitReason::NoReplicaAnswers));
+    // The StatefulSet was scaled to 0 or deleted by hand: bring the members' pods back.
+    seen.statefulset_replicas = Some(0);
+    assert_eq!(plan(3, &seen), GrowStatefulSet(3));
     seen.statefulset_replicas = None;
-    assert_eq!(plan(3, &seen), Wait(WaitReason::NoReplicaAnswers));
+    assert_eq!(plan(5, &seen), GrowStatefulSet(3));
 
     // A member that is not one of our pods (added by hand) is removed.
     let mut seen = steady(3, 0);

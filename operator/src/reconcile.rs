@@ -126,6 +126,7 @@ async fn converge(
     let seen = summarize(
         names,
         old_status.bootstrapped,
+        &old_status.members,
         sts.as_ref(),
         &pods,
         &reports,
