@@ -6,7 +6,10 @@ use crate::crd::ConCoordCluster;
 use crate::names::{
     ClusterNames, DATA_DIR, DATA_VOLUME, DNS_CONTAINER_PORT, FOUND_IF_KEY, REPLICA_PORT,
 };
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapKeySelector, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
@@ -454,6 +457,15 @@ fn statefulset(
                     ..PodSpec::default()
                 }),
             },
+            // A pod scaled away left the view: its data is of no use to a later member at
+            // the same ordinal (it would recover as a removed replica). Deleting the
+            // cluster keeps the claims, as Kubernetes does by default.
+            persistent_volume_claim_retention_policy: claims.as_ref().map(|_| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_scaled: Some("Delete".into()),
+                    when_deleted: Some("Retain".into()),
+                }
+            }),
             volume_claim_templates: claims,
             ..StatefulSetSpec::default()
         }),

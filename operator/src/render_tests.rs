@@ -100,6 +100,11 @@ fn minimal_cluster_renders_the_agreed_objects() {
             ("dns-tcp".to_string(), "TCP".to_string(), 53)
         ]
     );
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .unwrap();
+    assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
     let claims = spec.volume_claim_templates.as_ref().unwrap();
     assert_eq!(
         claims[0]
