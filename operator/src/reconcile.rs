@@ -468,10 +468,21 @@ pub fn status_of(
         .filter(|m| !m.healthy)
         .map(|m| m.name.as_str())
         .collect();
+    let pod = |i: &u32| format!("{}-{i}", cc.metadata.name.as_deref().unwrap_or("?"));
     let progress = match step {
+        Step::Bootstrap => format!("starting {} to found the group", pod(&0)),
+        Step::FinishBootstrap => "recording the founded group and creating its objects".into(),
+        Step::AddMember(i) => format!("adding {} to the view", pod(i)),
+        Step::GrowStatefulSet(n) => format!("growing the StatefulSet to {n} pods"),
+        Step::RemoveMember(i) => format!("removing {} from the view", pod(i)),
+        Step::RemoveStranger(id) => {
+            format!("removing member {id}, which is no pod of this cluster")
+        }
+        Step::ShrinkStatefulSet(n) => format!("shrinking the StatefulSet to {n} pods"),
+        Step::RollPod(i) => format!("restarting {} with the new revision", pod(i)),
+        Step::ReplacePod(i) => format!("replacing {} with an empty replica", pod(i)),
         Step::Wait(reason) => reason.to_string(),
         Step::Done => "all replicas are current voting members".to_string(),
-        other => format!("{other:?}"),
     };
     let conditions = vec![
         condition(

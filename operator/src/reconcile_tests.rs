@@ -401,6 +401,10 @@ async fn scale_up_adds_the_member_then_grows() {
     assert_eq!(status["replicas"], 4);
     assert_eq!(status["members"][3]["learner"], true);
     assert_eq!(condition(status, "Progressing")["reason"], "ScalingUp");
+    assert_eq!(
+        condition(status, "Progressing")["message"],
+        "growing the StatefulSet to 4 pods"
+    );
 }
 
 #[tokio::test]
@@ -515,4 +519,33 @@ async fn a_deleted_cluster_keeps_its_finalizer_while_route53_cleanup_fails() {
         err.contains("Route53 cleanup") && err.contains("Z1"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
+    let state = ApiState {
+        cc: cluster(3, members_status(3, 0)),
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+    };
+    // Pod 1's replica was removed from the view (by hand); it still answers as "removed".
+    let mut reports = group(&[0, 2], &[], 0);
+    let mut removed = reports[&addr(0)].clone();
+    removed.replica = 2;
+    removed.addr = addr(1);
+    removed.is_leader = false;
+    removed.state = "removed".into();
+    reports.insert(addr(1), removed);
+    let run = reconcile_once(state, reports).await;
+    assert_eq!(
+        run.lines(),
+        expected(&[
+            "DELETE /api/v1/namespaces/apps/persistentvolumeclaims/data-demo-1",
+            "DELETE /api/v1/namespaces/apps/pods/demo-1",
+            EVENT
+        ])
+    );
+    assert_eq!(run.body(EVENT)["reason"], "MemberReplaced");
+    assert_eq!(run.body(EVENT)["type"], "Warning");
+    assert!(run.changes.is_empty());
 }
