@@ -113,6 +113,7 @@ pub struct ObjectSpec {
     pub type_name: String,
     /// Constructor arguments (JSON values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "any_json_values")]
     pub args: Vec<serde_json::Value>,
 }
 
@@ -245,6 +246,14 @@ pub struct MemberStatus {
     pub healthy: bool,
     /// Added but not yet voting (catching up).
     pub learner: bool,
+}
+
+/// A list of arbitrary JSON values; a structural schema must say so explicitly.
+fn any_json_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"x-kubernetes-preserve-unknown-fields": true}
+    })
 }
 
 fn default_replicas() -> i32 {

@@ -57,6 +57,9 @@ fn crd_names_columns_scale_and_status() {
     assert_eq!(columns, ["Replicas", "Ready", "Leader", "View", "Age"]);
     let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     assert_eq!(spec["replicas"]["default"], 3);
+    // Structural: arbitrary constructor arguments are declared as such.
+    let args = &spec["objects"]["items"]["properties"]["args"];
+    assert_eq!(args["items"]["x-kubernetes-preserve-unknown-fields"], true);
     assert_eq!(spec["persistence"]["default"]["size"], "1Gi");
     assert_eq!(
         spec["persistence"]["x-kubernetes-validations"][0]["rule"],
@@ -92,4 +95,56 @@ fn cel_keeps_the_volume_size_immutable() {
     validate_cel_update(&scaled, &old).unwrap();
     // A new object is not a transition: any size is fine.
     validate_cel(&resized).unwrap();
+}
+
+/// Walks a schema and lists nodes the API server would refuse as not structural: every
+/// node names its type unless it is int-or-string or keeps unknown fields, and no node
+/// uses `$ref` (the API server resolves none).
+fn non_structural(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        out.push(format!("{path}: not an object"));
+        return;
+    };
+    let flag = |k: &str| obj.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    if obj.contains_key("$ref") {
+        out.push(format!("{path}: $ref"));
+    }
+    let typed = obj
+        .get("type")
+        .and_then(|t| t.as_str())
+        .is_some_and(|t| !t.is_empty());
+    if !typed
+        && !flag("x-kubernetes-int-or-string")
+        && !flag("x-kubernetes-preserve-unknown-fields")
+    {
+        out.push(format!("{path}: no type"));
+    }
+    if let Some(props) = obj.get("properties").and_then(|p| p.as_object()) {
+        for (k, v) in props {
+            non_structural(v, &format!("{path}.{k}"), out);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        non_structural(items, &format!("{path}[]"), out);
+    }
+    if let Some(extra) = obj.get("additionalProperties").filter(|a| a.is_object()) {
+        non_structural(extra, &format!("{path}{{}}"), out);
+    }
+}
+
+#[test]
+fn the_schema_is_structural() {
+    let crd = serde_json::to_value(ConCoordCluster::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut problems = Vec::new();
+    non_structural(schema, "", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The checker does catch an untyped node.
+    let mut found = Vec::new();
+    non_structural(
+        &serde_json::json!({"type": "array", "items": {}}),
+        "",
+        &mut found,
+    );
+    assert_eq!(found, ["[]: no type"]);
 }
