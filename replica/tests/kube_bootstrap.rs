@@ -169,3 +169,56 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_stopped_with_sigterm_hands_over_and_exits_cleanly() {
+    let ports = free_ports(3);
+    let dir = std::env::temp_dir().join(format!("concoord-kube-term-{}", std::process::id()));
+    let _cleanup = TempDir(dir.clone());
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let mut pods = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let log = std::fs::File::create(dir.join(format!("{i}.log"))).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["replica", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(TIMING_FLAGS)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if i > 0 {
+            cmd.args(["-b", &addr(0)]);
+        }
+        pods.push(Pod(cmd.spawn().expect("start replica")));
+        wait_ready(&addr(i));
+    }
+    // Ids follow the join order: the founder is 1, the next ones 2 and 3.
+    let led_by = status(&addr(0)).await.leader.expect("a leader");
+    let leader = (0..3)
+        .find(|&i| u64::try_from(i + 1).ok() == Some(led_by))
+        .expect("the leader is one of ours");
+    let pid = pods[leader].0.id().to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(status) = pods[leader].0.try_wait().expect("poll replica") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Handled, not killed by the signal: a clean exit after handing over.
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    let log = std::fs::read_to_string(dir.join(format!("{leader}.log"))).unwrap_or_default();
+    assert!(log.contains("handed leadership to replica"), "{log}");
+    // The others go on under the successor.
+    let other = (0..3).find(|&i| i != leader).expect("another replica");
+    wait_ready(&addr(other));
+}
