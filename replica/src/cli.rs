@@ -32,6 +32,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Add or remove one replica (the view changes through consensus, one member at a time).
     Membership(MembershipArgs),
+    /// Exit 0 when the local replica is live, or ready (a caught-up voting member): for
+    /// Kubernetes exec probes.
+    Probe(ProbeArgs),
     /// Measure increments per second and latency with 1, 8, 64... concurrent clients.
     Bench(BenchArgs),
     /// Increments and reads from N clients for a while; prints counts and the verdict of
@@ -268,6 +271,11 @@ pub struct ReplicaArgs {
         env = "CONCOORD_IMDS_ENDPOINT"
     )]
     pub imds_endpoint: Option<String>,
+    /// Found the group instead of joining through -b when this names this replica's -a host
+    /// (in full, or its first label such as a pod name); a replica with data on disk
+    /// recovers from it either way
+    #[arg(long = "found-if", value_name = "NAME", env = "CONCOORD_FOUND_IF")]
+    pub found_if: Option<String>,
     /// Send log lines to a `concoord logdaemon`
     #[arg(short = 'l', long = "logger", value_name = "HOST:PORT")]
     pub logger: Option<String>,
@@ -344,7 +352,11 @@ impl ReplicaArgs {
             object: self.objectname.clone(),
             addr: self.addr().to_string(),
             port: self.port,
-            bootstrap: self.boot.clone(),
+            bootstrap: if self.founds() {
+                None
+            } else {
+                self.boot.clone()
+            },
             timing: self.timing()?,
             data_dir: self.data_dir.clone().or_else(|| {
                 self.writetodisk.then(|| {
@@ -354,6 +366,16 @@ impl ReplicaArgs {
             allow_fault_injection: self.allow_fault_injection,
             dns: self.dns()?,
         })
+    }
+
+    /// True when `--found-if` names this replica: it founds rather than joins (unless its
+    /// disk says it is already a member, which the runtime checks first).
+    pub fn founds(&self) -> bool {
+        let Some(name) = self.found_if.as_deref().map(str::trim) else {
+            return false;
+        };
+        let addr = self.addr();
+        !name.is_empty() && (name == addr || addr.split('.').next() == Some(name))
     }
 
     /// The nameserver settings of `-n`, `--dns-*`, `--advertise-ip` and `-r`.
@@ -515,6 +537,26 @@ pub enum MembershipAction {
 }
 
 #[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[arg(value_enum)]
+    pub kind: ProbeKind,
+    /// The replica to ask
+    #[arg(long, default_value = "127.0.0.1:14000", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// How long to wait for each answer
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Answers and has not halted
+    Live,
+    /// A voting member of the view, with a leader, caught up
+    Ready,
+}
+
+#[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Replica addresses: "host:port, host:port"; the members they report are asked too
     #[arg(value_name = "ADDRS")]
@@ -666,40 +708,6 @@ fn store_route53(
     Ok(())
 }
 
-/// Resolves when the process is asked to stop (SIGTERM from `docker stop` or Kubernetes,
-/// SIGINT). As PID 1 in a container the replica would otherwise ignore SIGTERM and be
-/// killed only after the grace period. Stopping is as safe as a crash: what was
-/// acknowledged is already on disk (-w) or on a majority.
-async fn terminated() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = interrupted() => "SIGINT",
-            },
-            Err(e) => {
-                tracing::warn!("cannot watch for SIGTERM: {e}");
-                interrupted().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        interrupted().await;
-        "SIGINT"
-    }
-}
-
-/// Ctrl-C; never, when it cannot be watched.
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -707,12 +715,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let mut cfg = args.config()?;
             logging::init(args.debug, args.logger.clone())?;
             args.discover(&mut cfg).await?;
-            tokio::select! {
-                result = runtime::run_replica(cfg) => result?,
-                signal = terminated() => {
-                    tracing::info!("stopping: {signal}");
-                }
-            }
+            // SIGTERM and Ctrl-C are the runtime's: a leader hands over before it exits.
+            runtime::run_replica(cfg).await?;
             Ok(())
         }
         Command::Local(args) => {
@@ -748,6 +752,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             logging::init_tool(false)?;
             tools::membership::run(&args).await
         }
+        Command::Probe(args) => tools::probe::run(&args).await,
         Command::Bench(args) => {
             logging::init_tool(false)?;
             tools::bench::run(&args).await
@@ -921,6 +926,36 @@ mod tests {
         assert!(r.config().is_ok());
         assert!(replica(&["--discover", "ec2:prod"]).config().is_err());
         assert!(parse(&["replica", "--discover", "ec2:cluster=a", "-b", "h:1"]).is_err());
+    }
+
+    #[test]
+    fn found_if_names_this_replica() {
+        let peers = "demo-peers.ns.svc.cluster.local:14000";
+        let a = "demo-0.demo-peers.ns.svc.cluster.local";
+        let cfg = |found: &str, addr: &str| {
+            replica(&["-a", addr, "-b", peers, "--found-if", found])
+                .config()
+                .unwrap()
+                .bootstrap
+        };
+        // Pod 0 by pod name or by full host name founds; everyone else joins.
+        assert_eq!(cfg("demo-0", a), None);
+        assert_eq!(cfg(a, a), None);
+        assert_eq!(
+            cfg("demo-0", "demo-1.demo-peers.ns.svc.cluster.local").as_deref(),
+            Some(peers)
+        );
+        // Cleared after bootstrap: an empty name founds nothing.
+        assert_eq!(cfg("", a).as_deref(), Some(peers));
+        assert_eq!(cfg("demo", a).as_deref(), Some(peers));
+        let Command::Probe(p) = parse(&["probe", "ready"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(
+            (p.kind, p.addr.as_str()),
+            (ProbeKind::Ready, "127.0.0.1:14000")
+        );
+        assert!(parse(&["probe", "dead"]).is_err());
     }
 
     #[test]

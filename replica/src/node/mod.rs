@@ -363,6 +363,16 @@ impl Node {
         actions
     }
 
+    /// Leadership goes to the most recently heard follower (before this replica stops);
+    /// the successor, if this replica led and had one.
+    pub fn hand_over(&mut self, now: Millis) -> (Option<ReplicaId>, Vec<Action>) {
+        let mut out = Vec::new();
+        let successor = self.paxos.hand_over(now, &mut out);
+        let mut actions = Vec::new();
+        self.perform(now, out, &mut actions);
+        (successor, actions)
+    }
+
     /// An administrator changes the view (answered with `ReplicaFrame::Membership`).
     pub fn on_membership(
         &mut self,

@@ -7,7 +7,9 @@
 use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
 use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// What the group told us when it added us.
 pub struct Joined {
@@ -109,14 +111,48 @@ async fn continue_after(backoff: &mut Duration, wait: Option<Duration>) {
     *backoff = (*backoff * 2).min(Duration::from_secs(2));
 }
 
-async fn attempt(target: &str, my_addr: &str) -> Result<Attempt, FrameError> {
-    let stream = tokio::time::timeout(Duration::from_secs(3), crate::net::resolve::connect(target))
+/// Connects to one of the addresses `target` resolves to, skipping this replica's own: a
+/// headless Service name (Kubernetes) lists the joiner itself among the members.
+async fn connect_to_other(target: &str, my_addr: &str) -> Result<TcpStream, FrameError> {
+    let io = |source| FrameError::Framing {
+        max: frame::MAX_FRAME_BYTES,
+        source,
+    };
+    use crate::net::resolve::{ResolveError, lookup};
+    let mine: Vec<SocketAddr> = lookup(my_addr).await.unwrap_or_default();
+    let others: Vec<SocketAddr> = lookup(target)
         .await
-        .map_err(|_| FrameError::Timeout)?
-        .map_err(|source| FrameError::Framing {
-            max: frame::MAX_FRAME_BYTES,
-            source,
-        })?;
+        .map_err(|e| {
+            let kind = match e {
+                ResolveError::BadAddress(_) => std::io::ErrorKind::InvalidInput,
+                ResolveError::NotFound { .. } => std::io::ErrorKind::NotFound,
+            };
+            io(std::io::Error::new(kind, e.to_string()))
+        })?
+        .into_iter()
+        .filter(|a| !mine.contains(a))
+        .collect();
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{target} lists no replica but this one ({my_addr})"),
+    );
+    for addr in others {
+        match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = e,
+            Err(_) => {
+                last = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} timed out"),
+                )
+            }
+        }
+    }
+    Err(io(last))
+}
+
+async fn attempt(target: &str, my_addr: &str) -> Result<Attempt, FrameError> {
+    let stream = connect_to_other(target, my_addr).await?;
     let (r, w) = stream.into_split();
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
@@ -144,4 +180,25 @@ async fn attempt(target: &str, my_addr: &str) -> Result<Attempt, FrameError> {
         PeerFrame::JoinRefused { reason } => Attempt::Retry(reason),
         other => Attempt::Retry(format!("unexpected answer {other:?}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn join_never_dials_itself() {
+        // The joiner listens already; its only "other" is itself.
+        let me = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let my_addr = me.local_addr().unwrap().to_string();
+        let err = connect_to_other(&my_addr, &my_addr).await.unwrap_err();
+        assert!(err.to_string().contains("no replica but this one"), "{err}");
+        // Another member at the same name but another port is dialled.
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = other.local_addr().unwrap();
+        let s = connect_to_other(&target.to_string(), &my_addr)
+            .await
+            .unwrap();
+        assert_eq!(s.peer_addr().unwrap(), target);
+    }
 }

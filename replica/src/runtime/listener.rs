@@ -53,6 +53,11 @@ pub enum Input {
     Closed {
         conn: ConnId,
     },
+    /// The process is stopping (SIGTERM): a leader hands leadership to a follower first.
+    /// Answered with the successor, if there was one to hand to.
+    HandOver {
+        done: tokio::sync::oneshot::Sender<Option<ReplicaId>>,
+    },
 }
 
 /// Our identity and group once known (a joiner has neither until it is added); the

@@ -57,26 +57,68 @@ pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
         None => None,
     };
     let running = start_replica(cfg).await?;
-    let (Some(settings), Some(sockets)) = (dns, dns_sockets) else {
-        return running.wait().await;
+    let nameserver = match (dns, dns_sockets) {
+        (Some(settings), Some(sockets)) => Some(
+            crate::dns::start(
+                &settings,
+                sockets,
+                running.id,
+                running.view.clone(),
+                running.leadership.clone(),
+            )
+            .await
+            .map_err(|e| RuntimeError::Other(e.to_string()))?,
+        ),
+        _ => None,
     };
-    let nameserver = crate::dns::start(
-        &settings,
-        sockets,
-        running.id,
-        running.view.clone(),
-        running.leadership.clone(),
-    )
-    .await
-    .map_err(|e| RuntimeError::Other(e.to_string()))?;
+    let served = async {
+        match nameserver {
+            Some(ns) => match ns.task.await {
+                Ok(Ok(())) => "the DNS server stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("the DNS server failed: {e}"),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let inputs = running.inputs.clone();
+    let task = running.task;
     tokio::select! {
-        stopped = running.wait() => stopped,
-        served = nameserver.task => Err(RuntimeError::Other(match served {
-            Ok(Ok(())) => "the DNS server stopped".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("the DNS server failed: {e}"),
-        })),
+        stopped = task => match stopped {
+            Ok(result) => result,
+            Err(e) => Err(RuntimeError::Other(format!("replica task failed: {e}"))),
+        },
+        why = served => Err(RuntimeError::Other(why)),
+        () = stop_signal() => {
+            // Kubernetes deletes pods with SIGTERM: a leader hands over first, so a
+            // rolling update costs no election timeout.
+            hand_over_via(&inputs, Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tracing::info!("stopped by signal");
+            Ok(())
+        }
     }
+}
+
+/// Hands leadership over if this replica leads (before the process stops); the
+/// successor's id. Waits for the node loop at most `limit`.
+async fn hand_over_via(inputs: &mpsc::Sender<Input>, limit: Duration) -> Option<ReplicaId> {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    inputs.send(Input::HandOver { done }).await.ok()?;
+    tokio::time::timeout(limit, answer).await.ok()?.ok()?
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Who leads, as a replica sees it.
@@ -98,6 +140,8 @@ pub struct Running {
     pub id: ReplicaId,
     /// Leadership as this replica sees it, updated as it changes.
     pub leadership: watch::Receiver<Leadership>,
+    /// The node loop's input queue, for a graceful stop.
+    inputs: mpsc::Sender<listener::Input>,
 }
 
 impl Running {
@@ -149,7 +193,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         })?;
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
     let (identity_tx, identity) = watch::channel((0, 0));
-    tokio::spawn(listener::accept_loop(listener, inputs_tx, identity));
+    tokio::spawn(listener::accept_loop(listener, inputs_tx.clone(), identity));
 
     let node_cfg = NodeConfig {
         paxos: paxos::Config {
@@ -203,14 +247,18 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
                     args: Vec::<Value>::new(),
                 })
                 .collect();
+            let (node, actions) = Node::found(&me, node_cfg, state, first, seed, 0);
             if let Some(st) = &mut storage {
+                // The genesis on disk carries the group id founding drew, so a recovered
+                // founder still belongs to (and is recognised by) its group.
+                let mut genesis = View::founded_by(&me);
+                genesis.group = node.view().group;
                 st.save_identity(&Identity {
                     id: 1,
                     addr: me.clone(),
-                    genesis: View::founded_by(&me),
+                    genesis,
                 })?;
             }
-            let (node, actions) = Node::found(&me, node_cfg, state, first, seed, 0);
             let view = node.view().clone();
             tracing::info!("replica 1 at {me} founded a new group");
             (node, actions, view)
@@ -269,6 +317,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         view: view_rx,
         id,
         leadership: leadership_rx,
+        inputs: inputs_tx,
     })
 }
 
@@ -382,6 +431,14 @@ impl Driver {
             Input::PeerHello { id, addr } => {
                 self.peers.ensure(id, &addr);
                 return;
+            }
+            Input::HandOver { done } => {
+                let (successor, actions) = self.node.hand_over(now);
+                if let Some(s) = successor {
+                    tracing::info!("stopping: handed leadership to replica {s}");
+                }
+                let _ = done.send(successor);
+                actions
             }
         };
         self.perform(actions);

@@ -1,9 +1,10 @@
-//! The command-line tools behind `concoord call | status | bench | workload | logdaemon | membership`. Each takes
+//! The command-line tools behind `concoord call | status | bench | workload | logdaemon | membership | probe`. Each takes
 //! its parsed arguments from [`crate::cli`] and returns a [`crate::cli::CliError`].
 
 pub mod bench;
 pub mod call;
 pub mod logdaemon;
 pub mod membership;
+pub mod probe;
 pub mod status;
 pub mod workload;

@@ -1,0 +1,282 @@
+//! The `ConCoordCluster` custom resource (concoord.io/v1alpha1): spec with defaults and CEL
+//! rules, and the status the operator reports. The CRD YAML in crds/ is generated from
+//! these types (see `generate`), never edited by hand.
+
+// Every `printcolumn(...)` repeats `type_ = "integer"` etc. by design of kube's derive.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The operator's own version: the default replica image tag.
+pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The replica image repository when the spec names none.
+pub const DEFAULT_IMAGE: &str = "concoord/replica";
+
+/// A ConCoord cluster: replicas in a StatefulSet whose membership the operator changes
+/// through Paxos, with a nameserver Service answering the cluster's domain.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "concoord.io",
+    version = "v1alpha1",
+    kind = "ConCoordCluster",
+    plural = "concoordclusters",
+    shortname = "ccc",
+    namespaced,
+    status = "ConCoordClusterStatus",
+    derive = "PartialEq",
+    doc = "A Paxos-replicated ConCoord cluster managed by concoord-operator",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "desired replicas"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "replicas that are voting members and caught up"
+    ),
+    printcolumn(
+        name = "Leader",
+        type_ = "string",
+        json_path = ".status.leader",
+        description = "the Paxos leader"
+    ),
+    printcolumn(
+        name = "View",
+        type_ = "integer",
+        json_path = ".status.view",
+        description = "membership view number"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ConCoordClusterSpec {
+    /// Number of replicas (Paxos members); odd numbers tolerate the most failures.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1"))]
+    pub replicas: i32,
+    /// Replica image repository.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Replica image tag; changing it rolls the pods one at a time, the leader last.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Pull policy of the replica image (Always, IfNotPresent, Never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// Objects created once, when the group is founded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectSpec>,
+    /// DNS domain the replicas' nameserver answers for [default: <name>.<namespace>.concoord].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The nameserver Service.
+    #[serde(default)]
+    pub dns: DnsSpec,
+    /// Keep each replica's log and snapshots on a PersistentVolumeClaim.
+    #[serde(default)]
+    pub persistence: PersistenceSpec,
+    /// Resources of the replica container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Pod settings passed through to the StatefulSet's pod template.
+    #[serde(default)]
+    pub pod_template: PodTemplateSpec,
+    /// Mirror the view into a Route53 hosted zone (records are deleted with the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route53: Option<Route53Spec>,
+}
+
+/// An object to create at bootstrap, as `concoord call --create NAME TYPE ARGS...` would.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectSpec {
+    /// Object name, e.g. `counter`.
+    pub name: String,
+    /// Object type, short or dotted ConCoord name, e.g. `Counter` or `concoord.object.lock.Lock`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Constructor arguments (JSON values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "any_json_values")]
+    pub args: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSpec {
+    /// Run the nameserver and its Service.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Port of the DNS Service (the container listens on 5353).
+    #[serde(default = "default_dns_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for DnsSpec {
+    fn default() -> DnsSpec {
+        DnsSpec {
+            enabled: true,
+            port: default_dns_port(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.size == oldSelf.size").message("persistence.size is immutable: a StatefulSet cannot resize its volume claims; create a new cluster instead"),
+    validation = Rule::new("self.enabled == oldSelf.enabled").message("persistence.enabled is immutable: replicas would lose or strand their data")
+)]
+pub struct PersistenceSpec {
+    /// Keep data on a PersistentVolumeClaim per replica; without it a restarted pod rejoins empty.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Size of each replica's volume claim (immutable).
+    #[serde(default = "default_size")]
+    pub size: String,
+    /// Storage class of the claims [default: the cluster's default class].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for PersistenceSpec {
+    fn default() -> PersistenceSpec {
+        PersistenceSpec {
+            enabled: true,
+            size: default_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// The pod settings a user may set; everything else is the operator's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateSpec {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Replaces the default (preferred anti-affinity across nodes) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53Spec {
+    /// Hosted zone id the domain's records are written to.
+    pub zone_id: String,
+    /// Secret holding AWS credentials; omit it to use the service account's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<CredentialsSecret>,
+    /// IAM role for the replicas' service account (annotation eks.amazonaws.com/role-arn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecret {
+    pub name: String,
+    #[serde(default = "default_key_id_key")]
+    pub access_key_id_key: String,
+    #[serde(default = "default_secret_key_key")]
+    pub secret_access_key_key: String,
+}
+
+/// What the operator last saw.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConCoordClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods in the StatefulSet.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that are voting members and caught up.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Pod name of the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Membership view number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<i64>,
+    /// The group has been founded; from now on every pod joins (pod 0 included).
+    #[serde(default)]
+    pub bootstrapped: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub name: String,
+    /// host:port the member is known by in the view.
+    pub address: String,
+    /// Replica id in the view.
+    pub id: i64,
+    pub leader: bool,
+    pub healthy: bool,
+    /// Added but not yet voting (catching up).
+    pub learner: bool,
+}
+
+/// A list of arbitrary JSON values; a structural schema must say so explicitly.
+fn any_json_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_image() -> String {
+    DEFAULT_IMAGE.into()
+}
+fn default_version() -> String {
+    OPERATOR_VERSION.into()
+}
+fn default_dns_port() -> i32 {
+    53
+}
+fn default_size() -> String {
+    "1Gi".into()
+}
+fn default_key_id_key() -> String {
+    "aws_access_key_id".into()
+}
+fn default_secret_key_key() -> String {
+    "aws_secret_access_key".into()
+}
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,147 @@
+//! Names and labels of everything the operator renders for a cluster, in one place so
+//! builders, observation and tests agree.
+
+use std::collections::BTreeMap;
+
+/// Port for clients and peers inside the pods.
+pub const REPLICA_PORT: i32 = 14000;
+/// Port the replicas' nameserver listens on (unprivileged, behind the DNS Service).
+pub const DNS_CONTAINER_PORT: i32 = 5353;
+/// ConfigMap key naming the pod that may found the group.
+pub const FOUND_IF_KEY: &str = "found-if";
+/// Field manager for server-side apply.
+pub const MANAGER: &str = "concoord-operator";
+/// Finalizer guarding the Route53 records.
+pub const FINALIZER: &str = "concoord.io/route53-records";
+/// Mount path of the data volume.
+pub const DATA_DIR: &str = "/data";
+/// Name of the volume claim template (claims are `data-<pod>`).
+pub const DATA_VOLUME: &str = "data";
+
+/// The names derived from a cluster's name and namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNames {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl ClusterNames {
+    pub fn new(name: &str, namespace: &str) -> ClusterNames {
+        ClusterNames {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+    pub fn statefulset(&self) -> String {
+        self.name.clone()
+    }
+    pub fn peer_service(&self) -> String {
+        format!("{}-peers", self.name)
+    }
+    pub fn client_service(&self) -> String {
+        self.name.clone()
+    }
+    pub fn dns_service(&self) -> String {
+        format!("{}-dns", self.name)
+    }
+    pub fn bootstrap_configmap(&self) -> String {
+        format!("{}-bootstrap", self.name)
+    }
+    pub fn pdb(&self) -> String {
+        self.name.clone()
+    }
+    pub fn service_account(&self) -> String {
+        self.name.clone()
+    }
+    pub fn pod(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.name)
+    }
+    pub fn claim(&self, ordinal: u32) -> String {
+        format!("{DATA_VOLUME}-{}", self.pod(ordinal))
+    }
+    /// `NAME-peers.NS.svc.cluster.local`
+    pub fn peer_domain(&self) -> String {
+        format!(
+            "{}.{}.svc.cluster.local",
+            self.peer_service(),
+            self.namespace
+        )
+    }
+    /// A replica's identity in the view: `POD.NAME-peers.NS.svc.cluster.local:14000`.
+    pub fn member_address(&self, ordinal: u32) -> String {
+        format!(
+            "{}.{}:{REPLICA_PORT}",
+            self.pod(ordinal),
+            self.peer_domain()
+        )
+    }
+    /// The ordinal of a member address of this cluster, if it is one.
+    pub fn ordinal_of(&self, address: &str) -> Option<u32> {
+        let host = address.strip_suffix(&format!(":{REPLICA_PORT}"))?;
+        let pod = host.strip_suffix(&format!(".{}", self.peer_domain()))?;
+        let n = pod.strip_prefix(&format!("{}-", self.name))?;
+        // "07" is not pod 7: only the canonical spelling counts.
+        let ordinal: u32 = n.parse().ok()?;
+        (ordinal.to_string() == n).then_some(ordinal)
+    }
+    /// The ordinal of a pod name of this cluster.
+    pub fn ordinal_of_pod(&self, pod: &str) -> Option<u32> {
+        let n = pod.strip_prefix(&format!("{}-", self.name))?;
+        let ordinal: u32 = n.parse().ok()?;
+        (ordinal.to_string() == n).then_some(ordinal)
+    }
+    /// Default DNS domain: `<name>.<namespace>.concoord`.
+    pub fn default_domain(&self) -> String {
+        format!("{}.{}.concoord", self.name, self.namespace)
+    }
+    /// Labels every rendered object carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.selector();
+        l.insert(
+            "app.kubernetes.io/managed-by".into(),
+            "concoord-operator".into(),
+        );
+        l
+    }
+    /// Labels that select this cluster's pods.
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_string(), "concoord".to_string()),
+            ("app.kubernetes.io/instance".to_string(), self.name.clone()),
+        ])
+    }
+    /// The selector as a `key=value,...` string for list calls.
+    pub fn selector_string(&self) -> String {
+        self.selector()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        let n = ClusterNames::new("demo", "ns1");
+        assert_eq!(
+            n.member_address(2),
+            "demo-2.demo-peers.ns1.svc.cluster.local:14000"
+        );
+        assert_eq!(n.ordinal_of(&n.member_address(12)), Some(12));
+        assert_eq!(
+            n.ordinal_of("demo-02.demo-peers.ns1.svc.cluster.local:14000"),
+            None
+        );
+        assert_eq!(
+            n.ordinal_of("other-1.other-peers.ns1.svc.cluster.local:14000"),
+            None
+        );
+        assert_eq!(n.ordinal_of("10.0.0.1:14000"), None);
+        assert_eq!(n.ordinal_of_pod("demo-3"), Some(3));
+        assert_eq!(n.ordinal_of_pod("demo-x"), None);
+    }
+}

@@ -1,0 +1,551 @@
+//! Reconcile against a mocked API server (tower-test) and fake replicas: each test asserts
+//! the exact requests one reconcile sends for create, scale up, scale down, upgrade and
+//! deletion, and the key fields of what it sends.
+
+use crate::crd::ConCoordCluster;
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, reconcile};
+use crate::replicas::Replicas;
+use async_trait::async_trait;
+use concoord::client::ClientError;
+use concoord::command::View;
+use concoord::net::wire::StatusReport;
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NS: &str = "apps";
+/// A Route53 endpoint nobody listens on: cleanup fails without leaving the machine.
+const ROUTE53_NOWHERE: &str = "http://127.0.0.1:9";
+
+/// One request the API server received.
+#[derive(Clone, Debug)]
+struct Seen {
+    line: String,
+    query: String,
+    body: Value,
+}
+
+/// What the fake API server holds.
+#[derive(Clone, Default)]
+struct ApiState {
+    cc: Value,
+    statefulset: Option<Value>,
+    pods: Vec<Value>,
+}
+
+fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "NotFound", "code": 404, "message": format!("{path} not found")});
+    let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+    match method {
+        "GET" if path.ends_with("/statefulsets/demo") => match &state.statefulset {
+            Some(s) => (200, s.clone()),
+            None => (404, not_found),
+        },
+        "GET" if path.ends_with("/secrets/aws-creds") => (
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "aws-creds", "namespace": NS},
+                // "testing" in base64, for both keys.
+                "data": {"aws_access_key_id": "dGVzdGluZw==",
+                    "aws_secret_access_key": "dGVzdGluZw=="}}),
+        ),
+        "GET" if path.ends_with("/pods") => (
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state.pods}),
+        ),
+        "PATCH" if path.ends_with("/concoordclusters/demo/status") => {
+            let mut cc = state.cc.clone();
+            cc["status"] = body["status"].clone();
+            (200, cc)
+        }
+        "PATCH" if path.ends_with("/concoordclusters/demo") => (200, state.cc.clone()),
+        // Server-side apply answers with the object.
+        "PATCH" => (200, body.clone()),
+        "POST" if path.contains("/events") => (201, body.clone()),
+        "DELETE" => (200, ok),
+        _ => (404, not_found),
+    }
+}
+
+/// Starts the fake API server; returns the client and the log of requests.
+fn api_server(state: ApiState) -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let record = log.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let method = parts.method.to_string();
+            let path = parts.uri.path().to_string();
+            let (code, answer) = respond(&state, &method, &path, &body);
+            record.lock().unwrap().push(Seen {
+                line: format!("{method} {path}"),
+                query: parts.uri.query().unwrap_or("").to_string(),
+                body,
+            });
+            let response = Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap();
+            send.send_response(response);
+        }
+    });
+    (kube::Client::new(service, NS), log)
+}
+
+/// Replicas that answer from a table, recording membership changes.
+#[derive(Default)]
+struct FakeReplicas {
+    reports: Mutex<BTreeMap<String, StatusReport>>,
+    changes: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Replicas for FakeReplicas {
+    async fn status(&self, addr: &str) -> Result<StatusReport, ClientError> {
+        self.reports
+            .lock()
+            .unwrap()
+            .get(addr)
+            .cloned()
+            .ok_or(ClientError::Timeout)
+    }
+    async fn add_member(&self, _seeds: &[String], member: &str) -> Result<u64, ClientError> {
+        self.changes.lock().unwrap().push(format!("add {member}"));
+        Ok(9)
+    }
+    async fn remove_member(&self, _seeds: &[String], member: &str) -> Result<u64, ClientError> {
+        self.changes
+            .lock()
+            .unwrap()
+            .push(format!("remove {member}"));
+        Ok(9)
+    }
+    async fn ensure_object(
+        &self,
+        _seeds: &[String],
+        name: &str,
+        type_name: &str,
+        _args: &[Value],
+    ) -> Result<(), ClientError> {
+        self.changes
+            .lock()
+            .unwrap()
+            .push(format!("create {name} {type_name}"));
+        Ok(())
+    }
+}
+
+fn addr(i: u32) -> String {
+    format!("demo-{i}.demo-peers.{NS}.svc.cluster.local:14000")
+}
+
+/// Reports of a group whose voters are pods `voters`, learners `learners`, led by `leader`.
+fn group(voters: &[u32], learners: &[u32], leader: u32) -> BTreeMap<String, StatusReport> {
+    let id = |i: u32| u64::from(i) + 1;
+    let view = View {
+        number: 7,
+        members: voters.iter().map(|&i| (id(i), addr(i))).collect(),
+        learners: learners.iter().map(|&i| (id(i), addr(i))).collect(),
+        next_id: 20,
+        group: 42,
+    };
+    voters
+        .iter()
+        .chain(learners)
+        .map(|&i| {
+            let report = StatusReport {
+                replica: id(i),
+                addr: addr(i),
+                view: view.clone(),
+                leader: Some(id(leader)),
+                is_leader: i == leader,
+                ballot: (3, id(leader)),
+                decided_upto: 100,
+                executed_upto: 100,
+                sessions: 0,
+                objects: 1,
+                state: if learners.contains(&i) {
+                    "learner".into()
+                } else {
+                    "member".into()
+                },
+            };
+            (addr(i), report)
+        })
+        .collect()
+}
+
+fn cluster(replicas: i32, status: Value) -> Value {
+    json!({
+        "apiVersion": "concoord.io/v1alpha1",
+        "kind": "ConCoordCluster",
+        "metadata": {"name": "demo", "namespace": NS, "uid": "u-1", "generation": 2},
+        "spec": {"replicas": replicas, "objects": [{"name": "counter", "type": "Counter"}]},
+        "status": status,
+    })
+}
+
+fn members_status(n: u32, leader: u32) -> Value {
+    let members: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"name": format!("demo-{i}"), "address": addr(i), "id": i + 1,
+            "leader": i == leader, "healthy": true, "learner": false})
+        })
+        .collect();
+    json!({"bootstrapped": true, "replicas": n, "members": members,
+        "leader": format!("demo-{leader}")})
+}
+
+fn statefulset(replicas: u32, revision: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo", "namespace": NS},
+        "spec": {"replicas": replicas, "serviceName": "demo-peers",
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": "demo"}},
+            "template": {"spec": {"containers": []}}},
+        "status": {"replicas": replicas, "updateRevision": revision},
+    })
+}
+
+fn pods(n: u32, revision: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("demo-{i}"), "namespace": NS,
+                    "labels": {"app.kubernetes.io/instance": "demo",
+                        "controller-revision-hash": revision}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            })
+        })
+        .collect()
+}
+
+struct Run {
+    requests: Vec<Seen>,
+    changes: Vec<String>,
+}
+
+impl Run {
+    fn lines(&self) -> Vec<&str> {
+        self.requests.iter().map(|r| r.line.as_str()).collect()
+    }
+    fn body(&self, line: &str) -> &Value {
+        &self
+            .requests
+            .iter()
+            .find(|r| r.line == line)
+            .unwrap_or_else(|| panic!("no request {line}"))
+            .body
+    }
+}
+
+async fn reconcile_once(state: ApiState, reports: BTreeMap<String, StatusReport>) -> Run {
+    let (run, result) = reconcile_result(state, reports).await;
+    result.expect("reconcile succeeded");
+    run
+}
+
+async fn reconcile_result(
+    state: ApiState,
+    reports: BTreeMap<String, StatusReport>,
+) -> (Run, Result<(), String>) {
+    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
+    let (client, log) = api_server(state);
+    let replicas = Arc::new(FakeReplicas {
+        reports: Mutex::new(reports),
+        ..FakeReplicas::default()
+    });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        replicas: replicas.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "concoord-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        metrics: Arc::new(Metrics::new()),
+        replica_image: None,
+        route53_endpoint: Some(ROUTE53_NOWHERE.into()),
+    });
+    let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(cc), ctx))
+        .await
+        .expect("reconcile finished in time")
+        .map(drop)
+        .map_err(|e| e.to_string());
+    let requests = log.lock().unwrap().clone();
+    let changes = replicas.changes.lock().unwrap().clone();
+    (Run { requests, changes }, result)
+}
+
+const GET_STS: &str = "GET /apis/apps/v1/namespaces/apps/statefulsets/demo";
+const LIST_PODS: &str = "GET /api/v1/namespaces/apps/pods";
+const APPLY_STS: &str = "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo";
+const APPLY_CM: &str = "PATCH /api/v1/namespaces/apps/configmaps/demo-bootstrap";
+const STATUS: &str =
+    "PATCH /apis/concoord.io/v1alpha1/namespaces/apps/concoordclusters/demo/status";
+const EVENT: &str = "POST /apis/events.k8s.io/v1/namespaces/apps/events";
+
+/// Observe, apply all owned objects, then `act`, then the status.
+fn expected(act: &[&'static str]) -> Vec<&'static str> {
+    let mut v = vec![
+        GET_STS,
+        LIST_PODS,
+        "PATCH /api/v1/namespaces/apps/serviceaccounts/demo",
+        APPLY_CM,
+        "PATCH /api/v1/namespaces/apps/services/demo-peers",
+        "PATCH /api/v1/namespaces/apps/services/demo",
+        "PATCH /api/v1/namespaces/apps/services/demo-dns",
+        "PATCH /apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo",
+        APPLY_STS,
+    ];
+    v.extend_from_slice(act);
+    v.push(STATUS);
+    v
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn create_bootstraps_one_pod_that_may_found() {
+    let state = ApiState {
+        cc: cluster(3, Value::Null),
+        ..ApiState::default()
+    };
+    let run = reconcile_once(state, BTreeMap::new()).await;
+    assert_eq!(run.lines(), expected(&[]));
+    // Every apply is server-side, forced, by our field manager.
+    for r in run
+        .requests
+        .iter()
+        .filter(|r| r.line.starts_with("PATCH") && r.line != STATUS)
+    {
+        assert!(
+            r.query.contains("fieldManager=concoord-operator"),
+            "{}",
+            r.query
+        );
+        assert!(r.query.contains("force=true"), "{}", r.query);
+    }
+    let list = run.requests.iter().find(|r| r.line == LIST_PODS).unwrap();
+    assert!(
+        list.query
+            .contains("labelSelector=app.kubernetes.io%2Finstance%3Ddemo"),
+        "{}",
+        list.query
+    );
+    assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 1);
+    assert_eq!(run.body(APPLY_CM)["data"]["found-if"], "demo-0");
+    let status = &run.body(STATUS)["status"];
+    assert_eq!(status["bootstrapped"], false);
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(condition(status, "Progressing")["reason"], "Bootstrapping");
+    assert_eq!(condition(status, "Available")["status"], "False");
+    assert!(run.changes.is_empty());
+
+    // Pod 0 answers: the group is recorded, the objects created, found-if cleared.
+    let state = ApiState {
+        cc: cluster(3, json!({"bootstrapped": false})),
+        statefulset: Some(statefulset(1, "r1")),
+        pods: pods(1, "r1"),
+    };
+    let run = reconcile_once(state, group(&[0], &[], 0)).await;
+    assert_eq!(run.lines(), expected(&[EVENT]));
+    assert_eq!(run.changes, ["create counter Counter"]);
+    assert_eq!(run.body(APPLY_CM)["data"]["found-if"], "");
+    assert_eq!(run.body(EVENT)["reason"], "Bootstrapped");
+    let status = &run.body(STATUS)["status"];
+    assert_eq!(status["bootstrapped"], true);
+    assert_eq!(status["leader"], "demo-0");
+    assert_eq!(condition(status, "Available")["status"], "True");
+}
+
+#[tokio::test]
+async fn scale_up_adds_the_member_then_grows() {
+    let state = ApiState {
+        cc: cluster(5, members_status(3, 0)),
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+    };
+    let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 0)).await;
+    assert_eq!(run.lines(), expected(&[EVENT]));
+    assert_eq!(run.changes, [format!("add {}", addr(3))]);
+    assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 3);
+    assert_eq!(run.body(EVENT)["reason"], "MemberAdded");
+    assert_eq!(run.body(EVENT)["type"], "Normal");
+
+    // Next reconcile: the learner is in the view, so its pod is started.
+    let run = reconcile_once(state, group(&[0, 1, 2], &[3], 0)).await;
+    assert_eq!(run.lines(), expected(&[]));
+    assert!(run.changes.is_empty());
+    assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 4);
+    let status = &run.body(STATUS)["status"];
+    assert_eq!(status["replicas"], 4);
+    assert_eq!(status["members"][3]["learner"], true);
+    assert_eq!(condition(status, "Progressing")["reason"], "ScalingUp");
+    assert_eq!(
+        condition(status, "Progressing")["message"],
+        "growing the StatefulSet to 4 pods"
+    );
+}
+
+#[tokio::test]
+async fn scale_down_removes_the_member_then_shrinks() {
+    let state = ApiState {
+        // The last status saw demo-0 lead.
+        cc: cluster(3, members_status(5, 0)),
+        statefulset: Some(statefulset(5, "r1")),
+        pods: pods(5, "r1"),
+    };
+    // The leader is the highest pod: it is removed like any other (it hands over).
+    let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3, 4], &[], 4)).await;
+    assert_eq!(run.lines(), expected(&[EVENT, EVENT]));
+    assert_eq!(run.changes, [format!("remove {}", addr(4))]);
+    assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 5);
+    let reasons: Vec<&Value> = run
+        .requests
+        .iter()
+        .filter(|r| r.line == EVENT)
+        .map(|r| &r.body["reason"])
+        .collect();
+    assert_eq!(reasons, [&json!("MemberRemoved"), &json!("LeaderChanged")]);
+
+    let run = reconcile_once(state, group(&[0, 1, 2, 3], &[], 0)).await;
+    assert_eq!(run.lines(), expected(&[]));
+    assert!(run.changes.is_empty());
+    assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 4);
+}
+
+#[tokio::test]
+async fn upgrade_rolls_a_follower_first() {
+    let mut cc = cluster(3, members_status(3, 2));
+    cc["spec"]["version"] = json!("0.2.0");
+    let state = ApiState {
+        cc,
+        statefulset: Some(statefulset(3, "r2")),
+        pods: pods(3, "r1"),
+    };
+    let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 2)).await;
+    assert_eq!(
+        run.lines(),
+        expected(&["DELETE /api/v1/namespaces/apps/pods/demo-1", EVENT])
+    );
+    let image = &run.body(APPLY_STS)["spec"]["template"]["spec"]["containers"][0]["image"];
+    assert_eq!(image, "concoord/replica:0.2.0");
+    assert_eq!(run.body(EVENT)["reason"], "PodRolled");
+
+    // A pod that was not rolled is not ready: the update is blocked, with a warning.
+    let mut state = state;
+    state.pods[0]["status"]["conditions"][0]["status"] = json!("False");
+    let run = reconcile_once(state, group(&[0, 1, 2], &[], 2)).await;
+    assert_eq!(run.lines(), expected(&[EVENT]));
+    assert_eq!(run.body(EVENT)["reason"], "UpgradeBlocked");
+    assert_eq!(run.body(EVENT)["type"], "Warning");
+}
+
+#[tokio::test]
+async fn deletion_leaves_children_to_owner_references_and_route53_adds_a_finalizer() {
+    // Without Route53 there is no finalizer: a deleted cluster needs no request at all.
+    let mut cc = cluster(3, members_status(3, 0));
+    cc["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let run = reconcile_once(
+        ApiState {
+            cc,
+            ..ApiState::default()
+        },
+        BTreeMap::new(),
+    )
+    .await;
+    assert!(run.lines().is_empty(), "{:?}", run.lines());
+
+    // With Route53 the finalizer is added first (and nothing else in that reconcile).
+    let mut cc = cluster(3, members_status(3, 0));
+    cc["spec"]["route53"] = json!({"zoneId": "Z1"});
+    let run = reconcile_once(
+        ApiState {
+            cc,
+            ..ApiState::default()
+        },
+        BTreeMap::new(),
+    )
+    .await;
+    assert_eq!(
+        run.lines(),
+        ["PATCH /apis/concoord.io/v1alpha1/namespaces/apps/concoordclusters/demo"]
+    );
+    let patch = run.requests[0].body.to_string();
+    assert!(patch.contains("concoord.io/route53-records"), "{patch}");
+}
+
+#[tokio::test]
+async fn a_deleted_cluster_keeps_its_finalizer_while_route53_cleanup_fails() {
+    let mut cc = cluster(3, members_status(3, 0));
+    cc["spec"]["route53"] = json!({"zoneId": "Z1", "credentialsSecret": {"name": "aws-creds"}});
+    cc["metadata"]["finalizers"] = json!(["concoord.io/route53-records"]);
+    cc["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let (run, result) = reconcile_result(
+        ApiState {
+            cc,
+            ..ApiState::default()
+        },
+        BTreeMap::new(),
+    )
+    .await;
+    // The credentials are read, Route53 is unreachable: no request removes the finalizer.
+    assert_eq!(
+        run.lines(),
+        ["GET /api/v1/namespaces/apps/secrets/aws-creds"]
+    );
+    let err = result.unwrap_err();
+    assert!(
+        err.contains("Route53 cleanup") && err.contains("Z1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
+    let state = ApiState {
+        cc: cluster(3, members_status(3, 0)),
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+    };
+    // Pod 1's replica was removed from the view (by hand); it still answers as "removed".
+    let mut reports = group(&[0, 2], &[], 0);
+    let mut removed = reports[&addr(0)].clone();
+    removed.replica = 2;
+    removed.addr = addr(1);
+    removed.is_leader = false;
+    removed.state = "removed".into();
+    reports.insert(addr(1), removed);
+    let run = reconcile_once(state, reports).await;
+    assert_eq!(
+        run.lines(),
+        expected(&[
+            "DELETE /api/v1/namespaces/apps/persistentvolumeclaims/data-demo-1",
+            "DELETE /api/v1/namespaces/apps/pods/demo-1",
+            EVENT
+        ])
+    );
+    assert_eq!(run.body(EVENT)["reason"], "MemberReplaced");
+    assert_eq!(run.body(EVENT)["type"], "Warning");
+    assert!(run.changes.is_empty());
+}

@@ -1,0 +1,76 @@
+//! Talking to a cluster's replicas through the concoord client library, behind a trait so
+//! reconcile tests can supply the membership they need.
+
+use async_trait::async_trait;
+use concoord::client::{
+    Client, ClientError, ClientOptions, add_member, fetch_status, remove_member,
+};
+use concoord::net::wire::StatusReport;
+use std::time::Duration;
+
+/// How long one status request may take; a slow replica counts as unhealthy.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a membership change may take (an election or hand-over included).
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[async_trait]
+pub trait Replicas: Send + Sync {
+    /// One replica's own report.
+    async fn status(&self, addr: &str) -> Result<StatusReport, ClientError>;
+    /// Adds `member` ("host:port") to the view through any of `seeds`; returns the new view number.
+    async fn add_member(&self, seeds: &[String], member: &str) -> Result<u64, ClientError>;
+    /// Removes `member` (address or id) from the view; returns the new view number.
+    async fn remove_member(&self, seeds: &[String], member: &str) -> Result<u64, ClientError>;
+    /// Creates an object unless one of that name exists.
+    async fn ensure_object(
+        &self,
+        seeds: &[String],
+        name: &str,
+        type_name: &str,
+        args: &[serde_json::Value],
+    ) -> Result<(), ClientError>;
+}
+
+/// The real replicas, over the network.
+pub struct NetworkReplicas;
+
+#[async_trait]
+impl Replicas for NetworkReplicas {
+    async fn status(&self, addr: &str) -> Result<StatusReport, ClientError> {
+        fetch_status(addr, STATUS_TIMEOUT).await
+    }
+
+    async fn add_member(&self, seeds: &[String], member: &str) -> Result<u64, ClientError> {
+        Ok(add_member(&seeds.join(", "), member, CHANGE_TIMEOUT)
+            .await?
+            .number)
+    }
+
+    async fn remove_member(&self, seeds: &[String], member: &str) -> Result<u64, ClientError> {
+        Ok(remove_member(&seeds.join(", "), member, CHANGE_TIMEOUT)
+            .await?
+            .number)
+    }
+
+    async fn ensure_object(
+        &self,
+        seeds: &[String],
+        name: &str,
+        type_name: &str,
+        args: &[serde_json::Value],
+    ) -> Result<(), ClientError> {
+        let client = Client::connect(&seeds.join(", "), ClientOptions::default()).await?;
+        let args = args
+            .iter()
+            .map(concoord::json::from_json)
+            .collect::<Vec<_>>();
+        let existing = client.list().await?;
+        let result = if existing.contains_key(name) {
+            Ok(())
+        } else {
+            client.create(name, type_name, args).await
+        };
+        let _ = client.close().await;
+        result
+    }
+}
