@@ -120,11 +120,11 @@ fn wait_ready(container: &str) {
 
 #[test]
 fn rendered_pods_bootstrap_a_cluster_that_answers_srv() {
-    if !docker(&["info"]).status.success() {
-        assert!(std::env::var_os("CI").is_none(), "docker is required in CI");
-        eprintln!("NOTICE: no docker engine; skipping");
-        return;
-    }
+    // Docker is required (only the kind suite may skip): say what is missing.
+    assert!(
+        docker(&["info"]).status.success(),
+        "no docker engine: install Debian's docker.io and start dockerd (`docker info` failed)"
+    );
     let prefix = format!("cco-pods-{}", std::process::id());
     let mut cleanup = Cleanup {
         prefix: prefix.clone(),
