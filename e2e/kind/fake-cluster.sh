@@ -7,6 +7,7 @@
 #
 # State: $FAKE_STATE (files). The replica version under test: $FAKE_VERSION.
 # FAKE_LOSE_WRITES=N makes the cluster drop every other acknowledged increment after the Nth.
+# FAKE_NEVER_AVAILABLE=1 keeps the cluster's Available condition False.
 set -euo pipefail
 tool=$1
 shift
@@ -55,7 +56,9 @@ recreate_pod() {
 }
 
 ccc_yaml() {
-  local i leader members=""
+  local i leader members="" available=True
+  # FAKE_NEVER_AVAILABLE=1: a cluster that never comes up (the overall bound must strike).
+  [ -n "${FAKE_NEVER_AVAILABLE:-}" ] && available=False
   leader="$(cat "$S/leader")"
   for ((i = 0; i < $(replicas); i++)); do
     members+="  - {name: $NAME-$i, address: \"$NAME-$i.$NAME-peers:14000\", id: $((i + 1)), leader: $([ "$NAME-$i" = "$leader" ] && echo true || echo false), healthy: true, learner: false}"$'\n'
@@ -73,7 +76,7 @@ status:
   view: $(cat "$S/seq")
   members:
 $members  conditions:
-  - {type: Available, status: "True", reason: Quorum, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}
+  - {type: Available, status: "$available", reason: Quorum, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}
 EOF
 }
 
