@@ -196,11 +196,13 @@ fn user_data_script_runs_the_replica_image() {
             "apt-get update -q".to_string(),
             "apt-get install -y -q docker.io".to_string(),
             "systemctl enable --now docker".to_string(),
-            format!("chown 65532:65532 {d}"),
+            // With a domain the nameserver binds port 53: root holding only that capability.
+            format!("chown 0:0 {d}"),
             "docker rm -f concoord-replica".to_string(),
             format!(
                 "docker run -d --name concoord-replica --restart unless-stopped --network host \
-                 -v {d}:/data -e AWS_REGION=eu-west-1 registry.example/concoord/replica:9 replica -w \
+                 -v {d}:/data --user 0:0 --cap-drop ALL --cap-add NET_BIND_SERVICE \
+                 -e AWS_REGION=eu-west-1 registry.example/concoord/replica:9 replica -w \
                  --data-dir /data -p 15000 --discover ec2:cluster=prod -n counterdomain.com -r \
                  --route53-zone-id Z123"
             ),
@@ -322,7 +324,8 @@ async fn launch_list_and_terminate() {
         assert!(
             script.contains(&format!(
                 "docker run -d --name concoord-replica --restart unless-stopped --network host \
-                 -v \"$DATA_DIR\":/data -e AWS_REGION=us-east-1 concoord/replica:test replica -w \
+                 -v \"$DATA_DIR\":/data --user 0:0 --cap-drop ALL --cap-add NET_BIND_SERVICE \
+                 -e AWS_REGION=us-east-1 concoord/replica:test replica -w \
                  --data-dir /data -p 14000 --discover ec2:cluster={cluster} -n counterdomain.com\n"
             )),
             "{script}"
