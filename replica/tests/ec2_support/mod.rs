@@ -221,30 +221,6 @@ impl FakeImds {
     }
 }
 
-async fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
-    loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Ok(Some(i + 4));
-        }
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn content_length(head: &str) -> usize {
-    head.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
 async fn serve_imds(
     mut conn: TcpStream,
     id: &str,
@@ -253,27 +229,14 @@ async fn serve_imds(
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     // Several requests may come on one connection.
-    while let Some(end) = read_head(&mut conn, &mut buf).await? {
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        let body_len = content_length(&head);
-        while buf.len() < end + body_len {
-            let mut chunk = [0u8; 1024];
-            let n = conn.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        buf.drain(..end + body_len);
-        let line = head.lines().next().unwrap_or_default().to_string();
+    while let Some(request) = read_request(&mut conn, &mut buf).await? {
+        let line = request.request_line().to_string();
         let mut parts = line.split_whitespace();
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         log.lock().unwrap().push(format!("{method} {path}"));
-        let has_token = head.lines().any(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("x-aws-ec2-metadata-token:")
-                && l.contains(TOKEN)
-        });
+        let has_token = request
+            .header("x-aws-ec2-metadata-token")
+            .is_some_and(|v| v.contains(TOKEN));
         let (status, extra, body) = match (method, path) {
             ("PUT", "/latest/api/token") => (
                 "200 OK",
@@ -285,11 +248,7 @@ async fn serve_imds(
             ("GET", "/latest/meta-data/local-ipv4") => ("200 OK", "", ip.to_string()),
             _ => ("404 Not Found", "", String::new()),
         };
-        let reply = format!(
-            "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        conn.write_all(reply.as_bytes()).await?;
+        answer(&mut conn, status, extra, "text/plain", &body).await?;
     }
     Ok(())
 }
@@ -327,7 +286,7 @@ impl FaultProxy {
             while let Ok((conn, _)) = listener.accept().await {
                 let (faults, log) = (faults.clone(), log.clone());
                 tokio::spawn(async move {
-                    let _ = forward(conn, upstream, &faults, &log).await;
+                    let _ = inject(conn, upstream, &faults, &log).await;
                 });
             }
         });
@@ -343,27 +302,16 @@ impl FaultProxy {
     }
 }
 
-async fn forward(
+async fn inject(
     mut conn: TcpStream,
     upstream: SocketAddr,
     faults: &[Fault],
     log: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let Some(end) = read_head(&mut conn, &mut buf).await? else {
+    let Some(request) = read_request(&mut conn, &mut Vec::new()).await? else {
         return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let length = content_length(&head);
-    while buf.len() < end + length {
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[end..]).to_string();
+    let body = String::from_utf8_lossy(&request.body).to_string();
     let action = body
         .split('&')
         .find_map(|kv| kv.strip_prefix("Action="))
@@ -384,26 +332,8 @@ async fn forward(
              <Message>injected by the test for {action}</Message></Error></Errors>\
              <RequestID>test</RequestID></Response>"
         );
-        let reply = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-            xml.len()
-        );
-        conn.write_all(reply.as_bytes()).await?;
+        answer(&mut conn, "400 Bad Request", "Connection: close\r\n", "text/xml", &xml).await?;
         return conn.shutdown().await;
     }
-    let mut forwarded = String::new();
-    for line in head[..end - 4].split("\r\n") {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            forwarded.push_str(line);
-            forwarded.push_str("\r\n");
-        }
-    }
-    forwarded.push_str("Connection: close\r\n\r\n");
-    let mut up = TcpStream::connect(upstream).await?;
-    up.write_all(forwarded.as_bytes()).await?;
-    up.write_all(&buf[end..]).await?;
-    let mut answer = Vec::new();
-    up.read_to_end(&mut answer).await?;
-    conn.write_all(&answer).await?;
-    conn.shutdown().await
+    forward(conn, upstream, &request).await
 }

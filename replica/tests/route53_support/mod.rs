@@ -152,37 +152,11 @@ async fn handle(
     lists: Arc<AtomicUsize>,
     times: Arc<Mutex<Vec<Instant>>>,
 ) -> std::io::Result<()> {
-    // One request per connection: read the head, then the body by Content-Length.
-    let mut buf = Vec::new();
-    let head_end = loop {
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
+    // One request per connection.
+    let Some(request) = read_request(&mut conn, &mut Vec::new()).await? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let request_line = head.lines().next().unwrap_or_default().to_string();
+    let request_line = request.request_line().to_string();
     let is_rrset = request_line.contains("/rrset");
     let is_change = is_rrset && request_line.starts_with("POST");
     let is_list = is_rrset && request_line.starts_with("GET");
@@ -212,27 +186,9 @@ async fn handle(
         }
     };
     if let Some((status, body)) = reply {
-        let text = format!(
-            "HTTP/1.1 {status} Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        conn.write_all(text.as_bytes()).await?;
+        let status = format!("{status} Error");
+        answer(&mut conn, &status, "Connection: close\r\n", "text/xml", body).await?;
         return conn.shutdown().await;
     }
-    // Forward with `Connection: close`, so the upstream answer ends at EOF.
-    let mut forwarded = String::new();
-    for line in head[..head_end - 4].split("\r\n") {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            forwarded.push_str(line);
-            forwarded.push_str("\r\n");
-        }
-    }
-    forwarded.push_str("Connection: close\r\n\r\n");
-    let mut up = TcpStream::connect(upstream).await?;
-    up.write_all(forwarded.as_bytes()).await?;
-    up.write_all(&buf[head_end..]).await?;
-    let mut answer = Vec::new();
-    up.read_to_end(&mut answer).await?;
-    conn.write_all(&answer).await?;
-    conn.shutdown().await
+    forward(conn, upstream, &request).await
 }
