@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_concoord");
@@ -332,7 +332,14 @@ async fn inject(
              <Message>injected by the test for {action}</Message></Error></Errors>\
              <RequestID>test</RequestID></Response>"
         );
-        answer(&mut conn, "400 Bad Request", "Connection: close\r\n", "text/xml", &xml).await?;
+        answer(
+            &mut conn,
+            "400 Bad Request",
+            "Connection: close\r\n",
+            "text/xml",
+            &xml,
+        )
+        .await?;
         return conn.shutdown().await;
     }
     forward(conn, upstream, &request).await

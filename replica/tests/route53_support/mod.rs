@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const DOMAIN: &str = "counterdomain.com";
@@ -187,7 +187,14 @@ async fn handle(
     };
     if let Some((status, body)) = reply {
         let status = format!("{status} Error");
-        answer(&mut conn, &status, "Connection: close\r\n", "text/xml", body).await?;
+        answer(
+            &mut conn,
+            &status,
+            "Connection: close\r\n",
+            "text/xml",
+            body,
+        )
+        .await?;
         return conn.shutdown().await;
     }
     forward(conn, upstream, &request).await
