@@ -99,6 +99,9 @@ pub enum WaitReason {
     MemberUnhealthy(u32),
     /// A rolling update cannot continue while pod i is not ready.
     UpgradeBlocked(u32),
+    /// Removing a member now would leave a view without a healthy majority, and the
+    /// members short of it are not pods of this cluster.
+    NoHealthyMajority,
 }
 
 impl fmt::Display for WaitReason {
@@ -112,6 +115,10 @@ impl fmt::Display for WaitReason {
             WaitReason::UpgradeBlocked(i) => {
                 write!(f, "rolling update blocked: pod {i} is not ready")
             }
+            WaitReason::NoHealthyMajority => write!(
+                f,
+                "removing a member now would leave no healthy majority in the view"
+            ),
         }
     }
 }
@@ -150,12 +157,19 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
     if pods > keep {
         return Step::ShrinkStatefulSet(keep);
     }
-    // Scale-down, first half: the highest member beyond the wanted count leaves the view.
+    // Scale-down, first half: the highest member beyond the wanted count leaves the view,
+    // but only if the view left behind can still decide (else it would be stuck for good).
     if let Some(h) = highest_member.filter(|h| *h >= want) {
-        return Step::RemoveMember(h);
+        return match remaining_majority(m, Some(h), None) {
+            Ok(()) => Step::RemoveMember(h),
+            Err(reason) => Step::Wait(reason),
+        };
     }
     if let Some((id, _)) = m.strangers.first() {
-        return Step::RemoveStranger(*id);
+        return match remaining_majority(m, None, Some(*id)) {
+            Ok(()) => Step::RemoveStranger(*id),
+            Err(reason) => Step::Wait(reason),
+        };
     }
     // Scale-up, second half: members added whose pods do not exist yet.
     if let Some(h) = highest_member.filter(|h| *h >= pods) {
@@ -208,6 +222,37 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
         return Step::RollPod(i);
     }
     Step::Done
+}
+
+/// Checks that the voters left after removing member `ordinal` or stranger `stranger`
+/// include a healthy majority. Strangers count as voters of unknown health, so never as
+/// healthy. Fails with the lowest unhealthy remaining member.
+fn remaining_majority(
+    m: &Membership,
+    ordinal: Option<u32>,
+    stranger: Option<u64>,
+) -> Result<(), WaitReason> {
+    let voters: Vec<(u32, &MemberState)> = m
+        .members
+        .iter()
+        .filter(|(i, s)| !s.learner && Some(**i) != ordinal)
+        .map(|(i, s)| (*i, s))
+        .collect();
+    let strangers = m
+        .strangers
+        .iter()
+        .filter(|(id, _)| Some(*id) != stranger)
+        .count();
+    let healthy = voters.iter().filter(|(_, s)| s.healthy).count();
+    if 2 * healthy > voters.len() + strangers {
+        return Ok(());
+    }
+    Err(voters
+        .iter()
+        .find(|(_, s)| !s.healthy)
+        .map_or(WaitReason::NoHealthyMajority, |(i, _)| {
+            WaitReason::MemberUnhealthy(*i)
+        }))
 }
 
 /// True when a pod's replica reports it can no longer serve.

@@ -231,6 +231,36 @@ fn a_failed_member_blocks_growth_but_not_removal() {
     let mut seen = steady(3, 0);
     member(&mut seen).get_mut(&2).unwrap().healthy = false;
     assert_eq!(plan(2, &seen), RemoveMember(2));
+    // Removing the highest member must leave a healthy majority behind: 3->2 with member
+    // 1 down would leave {0,1} with one live voter, stuck for good.
+    let mut seen = steady(3, 0);
+    member(&mut seen).get_mut(&1).unwrap().healthy = false;
+    assert_eq!(plan(2, &seen), Wait(WaitReason::MemberUnhealthy(1)));
+    // 5->3 with members 1 and 2 down: {0,1,2,3} would have two live voters of four.
+    let mut seen = steady(5, 0);
+    member(&mut seen).get_mut(&1).unwrap().healthy = false;
+    member(&mut seen).get_mut(&2).unwrap().healthy = false;
+    assert_eq!(plan(3, &seen), Wait(WaitReason::MemberUnhealthy(1)));
+    // A stranger is not removed either when the rest has no healthy majority.
+    let mut seen = steady(3, 0);
+    member(&mut seen).get_mut(&1).unwrap().healthy = false;
+    member(&mut seen).get_mut(&2).unwrap().healthy = false;
+    seen.membership
+        .as_mut()
+        .unwrap()
+        .strangers
+        .push((9, "10.0.0.9:14000".into()));
+    assert_eq!(plan(3, &seen), Wait(WaitReason::MemberUnhealthy(1)));
+    // Only strangers short of a majority: no ordinal to name.
+    let mut seen = steady(1, 0);
+    for id in [8, 9] {
+        seen.membership
+            .as_mut()
+            .unwrap()
+            .strangers
+            .push((id, format!("10.0.0.{id}:14000")));
+    }
+    assert_eq!(plan(1, &seen), Wait(WaitReason::NoHealthyMajority));
     // A pod that is not ready (its replica restarting) also holds growth.
     let mut seen = steady(3, 0);
     seen.pods.get_mut(&2).unwrap().ready = false;
