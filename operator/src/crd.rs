@@ -140,18 +140,19 @@ impl Default for DnsSpec {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+// The whole block: it becomes the StatefulSet's volumeClaimTemplates, which the API server
+// refuses to change, so any edit here would make every later apply fail.
 #[x_kube(
-    validation = Rule::new("self.size == oldSelf.size").message("persistence.size is immutable: a StatefulSet cannot resize its volume claims; create a new cluster instead"),
-    validation = Rule::new("self.enabled == oldSelf.enabled").message("persistence.enabled is immutable: replicas would lose or strand their data")
+    validation = Rule::new("self == oldSelf").message("persistence is immutable (enabled, size, storageClassName): a StatefulSet cannot change its volume claims; create a new cluster instead")
 )]
 pub struct PersistenceSpec {
     /// Keep data on a PersistentVolumeClaim per replica; without it a restarted pod rejoins empty.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Size of each replica's volume claim (immutable).
+    /// Size of each replica's volume claim (immutable, like the whole block).
     #[serde(default = "default_size")]
     pub size: String,
-    /// Storage class of the claims [default: the cluster's default class].
+    /// Storage class of the claims (immutable) [default: the cluster's default class].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
