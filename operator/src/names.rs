@@ -85,6 +85,10 @@ impl ClusterNames {
         (ordinal.to_string() == n).then_some(ordinal)
     }
     /// The ordinal of a pod name of this cluster.
+    /// The ordinal of a claim `data-NAME-i` the StatefulSet made.
+    pub fn ordinal_of_claim(&self, claim: &str) -> Option<u32> {
+        self.ordinal_of_pod(claim.strip_prefix(&format!("{DATA_VOLUME}-"))?)
+    }
     pub fn ordinal_of_pod(&self, pod: &str) -> Option<u32> {
         let n = pod.strip_prefix(&format!("{}-", self.name))?;
         let ordinal: u32 = n.parse().ok()?;

@@ -7,7 +7,7 @@
 //! then shrinks the StatefulSet. Pods are rolled one at a time (the StatefulSet uses the
 //! OnDelete strategy), followers first and the leader last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// What the operator saw of one cluster.
@@ -23,6 +23,8 @@ pub struct Observed {
     pub membership: Option<Membership>,
     /// Pods the members in the last recorded status need (highest ordinal + 1).
     pub last_known_pods: u32,
+    /// Ordinals whose data volume claim exists.
+    pub claims: BTreeSet<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,6 +75,8 @@ pub enum Step {
     RemoveStranger(u64),
     /// Set the StatefulSet to n pods (the removed pods' members already left the view).
     ShrinkStatefulSet(u32),
+    /// Delete the volume claim of pod i, which is gone and whose member left the view.
+    DeleteClaim(u32),
     /// Delete pod i so it restarts with the current revision.
     RollPod(u32),
     /// Delete pod i and its volume claim: its replica was removed or halted and can only
@@ -136,7 +140,8 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
     }
     let Some(m) = &seen.membership else {
         // Nobody answers. If pods are missing (StatefulSet scaled down or deleted by
-        // hand), bring back those the last known members need; they recover from disk.
+        // hand), bring back those the last known members need; they recover from disk:
+        // scaling keeps claims (whenScaled: Retain), only DeleteClaim removes one.
         let pods = seen.statefulset_replicas.unwrap_or(0);
         if pods < seen.last_known_pods {
             return Step::GrowStatefulSet(seen.last_known_pods);
@@ -156,6 +161,17 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
     let keep = want.max(highest_member.map_or(0, |h| h + 1));
     if pods > keep {
         return Step::ShrinkStatefulSet(keep);
+    }
+    // Scale-down, last part: the claim of a pod shrunk away whose member left the view. Its
+    // data would only bring back a removed replica; a later pod at that ordinal starts
+    // empty. Never a wanted ordinal, never a member's (a StatefulSet shrunk by hand keeps
+    // its members and so their claims). Found again after a crash: the claim is observed.
+    if let Some(&i) = seen
+        .claims
+        .iter()
+        .find(|&&i| i >= pods && i >= want && !m.members.contains_key(&i))
+    {
+        return Step::DeleteClaim(i);
     }
     // Scale-down, first half: the highest member beyond the wanted count leaves the view,
     // but only if the view left behind can still decide (else it would be stuck for good).

@@ -123,7 +123,7 @@ async fn converge(
         .items;
     let ordinals = ordinals_to_ask(names, sts.as_ref(), &pods, &old_status.members);
     let reports = ask_replicas(names, &ordinals, ctx.replicas.as_ref()).await;
-    let seen = summarize(
+    let mut seen = summarize(
         names,
         old_status.bootstrapped,
         &old_status.members,
@@ -131,6 +131,17 @@ async fn converge(
         &pods,
         &reports,
     );
+    if cc.spec.persistence.enabled {
+        let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        seen.observed.claims = claim_api
+            .list(&ListParams::default().labels(&names.selector_string()))
+            .await?
+            .items
+            .iter()
+            .filter_map(|c| c.metadata.name.as_deref())
+            .filter_map(|n| names.ordinal_of_claim(n))
+            .collect();
+    }
 
     // Plan.
     let want = u32::try_from(cc.spec.replicas).unwrap_or(1).max(1);
@@ -346,6 +357,23 @@ async fn act(
             )
             .await;
         }
+        Step::DeleteClaim(i) => {
+            let api: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &names.namespace);
+            delete_if_present(&api, &names.claim(*i)).await?;
+            publish(
+                ctx,
+                cc,
+                EventType::Normal,
+                "ClaimDeleted",
+                format!(
+                    "deleted {}: {} left the view and was scaled away",
+                    names.claim(*i),
+                    names.pod(*i)
+                ),
+            )
+            .await;
+        }
         Step::RollPod(i) => {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
             delete_if_present(&api, &names.pod(*i)).await?;
@@ -440,9 +468,10 @@ fn step_reason(step: &Step) -> &'static str {
         Step::Bootstrap => "Bootstrapping",
         Step::FinishBootstrap => "Bootstrapped",
         Step::AddMember(_) | Step::GrowStatefulSet(_) => "ScalingUp",
-        Step::RemoveMember(_) | Step::RemoveStranger(_) | Step::ShrinkStatefulSet(_) => {
-            "ScalingDown"
-        }
+        Step::RemoveMember(_)
+        | Step::RemoveStranger(_)
+        | Step::ShrinkStatefulSet(_)
+        | Step::DeleteClaim(_) => "ScalingDown",
         Step::RollPod(_) => "RollingUpdate",
         Step::ReplacePod(_) => "ReplacingMember",
         Step::Wait(_) => "Waiting",
@@ -479,6 +508,7 @@ pub fn status_of(
             format!("removing member {id}, which is no pod of this cluster")
         }
         Step::ShrinkStatefulSet(n) => format!("shrinking the StatefulSet to {n} pods"),
+        Step::DeleteClaim(i) => format!("deleting the volume claim of {}", pod(i)),
         Step::RollPod(i) => format!("restarting {} with the new revision", pod(i)),
         Step::ReplacePod(i) => format!("replacing {} with an empty replica", pod(i)),
         Step::Wait(reason) => reason.to_string(),

@@ -36,6 +36,8 @@ struct ApiState {
     cc: Value,
     statefulset: Option<Value>,
     pods: Vec<Value>,
+    /// Ordinals whose volume claim exists.
+    claims: Vec<u32>,
 }
 
 fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -59,6 +61,22 @@ fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Va
             200,
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state.pods}),
         ),
+        "GET" if path.ends_with("/persistentvolumeclaims") => {
+            let items: Vec<Value> = state
+                .claims
+                .iter()
+                .map(|i| {
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": format!("data-demo-{i}"), "namespace": NS,
+                            "labels": {"app.kubernetes.io/instance": "demo"}}})
+                })
+                .collect();
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList",
+                    "metadata": {}, "items": items}),
+            )
+        }
         "PATCH" if path.ends_with("/concoordclusters/demo/status") => {
             let mut cc = state.cc.clone();
             cc["status"] = body["status"].clone();
@@ -291,6 +309,7 @@ async fn reconcile_result(
 
 const GET_STS: &str = "GET /apis/apps/v1/namespaces/apps/statefulsets/demo";
 const LIST_PODS: &str = "GET /api/v1/namespaces/apps/pods";
+const LIST_CLAIMS: &str = "GET /api/v1/namespaces/apps/persistentvolumeclaims";
 const APPLY_STS: &str = "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo";
 const APPLY_CM: &str = "PATCH /api/v1/namespaces/apps/configmaps/demo-bootstrap";
 const STATUS: &str =
@@ -302,6 +321,7 @@ fn expected(act: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec![
         GET_STS,
         LIST_PODS,
+        LIST_CLAIMS,
         "PATCH /api/v1/namespaces/apps/serviceaccounts/demo",
         APPLY_CM,
         "PATCH /api/v1/namespaces/apps/services/demo-peers",
@@ -366,6 +386,7 @@ async fn create_bootstraps_one_pod_that_may_found() {
         cc: cluster(3, json!({"bootstrapped": false})),
         statefulset: Some(statefulset(1, "r1")),
         pods: pods(1, "r1"),
+        claims: vec![0],
     };
     let run = reconcile_once(state, group(&[0], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -384,6 +405,7 @@ async fn scale_up_adds_the_member_then_grows() {
         cc: cluster(5, members_status(3, 0)),
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
+        claims: (0..3).collect(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -414,6 +436,7 @@ async fn scale_down_removes_the_member_then_shrinks() {
         cc: cluster(3, members_status(5, 0)),
         statefulset: Some(statefulset(5, "r1")),
         pods: pods(5, "r1"),
+        claims: (0..5).collect(),
     };
     // The leader is the highest pod: it is removed like any other (it hands over).
     let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3, 4], &[], 4)).await;
@@ -428,10 +451,39 @@ async fn scale_down_removes_the_member_then_shrinks() {
         .collect();
     assert_eq!(reasons, [&json!("MemberRemoved"), &json!("LeaderChanged")]);
 
-    let run = reconcile_once(state, group(&[0, 1, 2, 3], &[], 0)).await;
+    let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[]));
     assert!(run.changes.is_empty());
     assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 4);
+    // Claims outlive the shrink (a hand-made scale to 0 loses nothing).
+    assert_eq!(
+        run.body(APPLY_STS)["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
+
+    // Shrunk: the claim of the member that left is deleted by the operator.
+    let state = ApiState {
+        statefulset: Some(statefulset(4, "r1")),
+        pods: pods(4, "r1"),
+        ..state
+    };
+    let run = reconcile_once(state, group(&[0, 1, 2, 3], &[], 0)).await;
+    assert_eq!(
+        run.lines(),
+        expected(&[
+            "DELETE /api/v1/namespaces/apps/persistentvolumeclaims/data-demo-4",
+            EVENT
+        ])
+    );
+    assert!(run.changes.is_empty());
+    assert_eq!(run.body(EVENT)["reason"], "ClaimDeleted");
+    let list = run.requests.iter().find(|r| r.line == LIST_CLAIMS).unwrap();
+    assert!(
+        list.query
+            .contains("labelSelector=app.kubernetes.io%2Finstance%3Ddemo"),
+        "{}",
+        list.query
+    );
 }
 
 #[tokio::test]
@@ -442,6 +494,7 @@ async fn upgrade_rolls_a_follower_first() {
         cc,
         statefulset: Some(statefulset(3, "r2")),
         pods: pods(3, "r1"),
+        claims: (0..3).collect(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 2)).await;
     assert_eq!(
@@ -527,6 +580,7 @@ async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
         cc: cluster(3, members_status(3, 0)),
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
+        claims: (0..3).collect(),
     };
     // Pod 1's replica was removed from the view (by hand); it still answers as "removed".
     let mut reports = group(&[0, 2], &[], 0);

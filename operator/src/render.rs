@@ -457,12 +457,14 @@ fn statefulset(
                     ..PodSpec::default()
                 }),
             },
-            // A pod scaled away left the view: its data is of no use to a later member at
-            // the same ordinal (it would recover as a removed replica). Deleting the
-            // cluster keeps the claims, as Kubernetes does by default.
+            // Claims outlive scaling: a StatefulSet scaled down by hand (even to 0) keeps
+            // its members' data, and their pods recover from disk when brought back. The
+            // operator deletes a claim itself once its member has left the view
+            // (Step::DeleteClaim). Deleting the cluster keeps the claims, as Kubernetes
+            // does by default.
             persistent_volume_claim_retention_policy: claims.as_ref().map(|_| {
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_scaled: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
                     when_deleted: Some("Retain".into()),
                 }
             }),

@@ -104,7 +104,7 @@ fn minimal_cluster_renders_the_agreed_objects() {
         .persistent_volume_claim_retention_policy
         .as_ref()
         .unwrap();
-    assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
+    assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
     let claims = spec.volume_claim_templates.as_ref().unwrap();
     assert_eq!(
         claims[0]
