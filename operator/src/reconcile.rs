@@ -33,6 +33,8 @@ pub struct Context {
     pub replica_image: Option<String>,
     /// `--route53-endpoint`: a Route53-compatible API instead of AWS (emulators, tests).
     pub route53_endpoint: Option<String>,
+    /// `--cluster-domain`: the Kubernetes cluster's DNS domain, for member addresses.
+    pub cluster_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +78,7 @@ async fn reconcile_inner(
     cc: Arc<ConCoordCluster>,
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
-    let names = names_of(&cc)?;
+    let names = names_of(&cc, &ctx.cluster_domain)?;
     let guarded = cc.spec.route53.is_some() || cc.finalizers().iter().any(|f| f == FINALIZER);
     if !guarded {
         if cc.meta().deletion_timestamp.is_some() {
@@ -170,6 +172,7 @@ async fn converge(
         &RenderInput {
             statefulset_replicas,
             bootstrapped,
+            cluster_domain: ctx.cluster_domain.clone(),
         },
     )?;
     apply_all(&ctx.client, names, &rendered).await?;

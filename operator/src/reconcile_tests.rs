@@ -296,6 +296,7 @@ async fn reconcile_result(
         metrics: Arc::new(Metrics::new()),
         replica_image: None,
         route53_endpoint: Some(ROUTE53_NOWHERE.into()),
+        cluster_domain: "cluster.local".into(),
     });
     let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(cc), ctx))
         .await

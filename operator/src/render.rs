@@ -54,18 +54,20 @@ pub struct RenderInput {
     pub statefulset_replicas: u32,
     /// Once the group exists, no pod may found it again.
     pub bootstrapped: bool,
+    /// The Kubernetes cluster's DNS domain (`--cluster-domain`).
+    pub cluster_domain: String,
 }
 
-/// The names of a cluster as it is stored.
-pub fn names_of(cc: &ConCoordCluster) -> Result<ClusterNames, RenderError> {
+/// The names of a cluster as it is stored, in a Kubernetes cluster with this DNS domain.
+pub fn names_of(cc: &ConCoordCluster, cluster_domain: &str) -> Result<ClusterNames, RenderError> {
     let ns = cc
         .namespace()
         .ok_or(RenderError::MissingMetadata("namespace"))?;
-    Ok(ClusterNames::new(&cc.name_any(), &ns))
+    Ok(ClusterNames::in_domain(&cc.name_any(), &ns, cluster_domain))
 }
 
 pub fn render(cc: &ConCoordCluster, input: &RenderInput) -> Result<Rendered, RenderError> {
-    let names = names_of(cc)?;
+    let names = names_of(cc, &input.cluster_domain)?;
     let owner = cc
         .controller_owner_ref(&())
         .ok_or(RenderError::MissingMetadata("uid"))?;

@@ -32,6 +32,7 @@ pub struct RunOptions {
     pub namespace: Option<String>,
     pub replica_image: Option<String>,
     pub route53_endpoint: Option<String>,
+    pub cluster_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +255,7 @@ async fn control(
         metrics,
         replica_image: opts.replica_image.clone(),
         route53_endpoint: opts.route53_endpoint.clone(),
+        cluster_domain: opts.cluster_domain.clone(),
     });
     Controller::new(clusters, watcher::Config::default().any_semantic())
         .owns(api::<StatefulSet>(&client, &opts.namespace), ours.clone())
