@@ -32,7 +32,7 @@ pub fn ordinals_to_ask(
     names: &ClusterNames,
     sts: Option<&StatefulSet>,
     pods: &[Pod],
-    last_members: &[MemberStatus],
+    last_members: &[String],
 ) -> Vec<u32> {
     let mut top = sts_replicas(sts).unwrap_or(0);
     for p in pods {
@@ -46,7 +46,7 @@ pub fn ordinals_to_ask(
         }
     }
     for m in last_members {
-        if let Some(i) = names.ordinal_of_pod(&m.name) {
+        if let Some(i) = names.ordinal_of_pod(m) {
             top = top.max(i + 1);
         }
     }
@@ -98,7 +98,7 @@ fn pod_ready(p: &Pod) -> bool {
 pub fn summarize(
     names: &ClusterNames,
     bootstrapped: bool,
-    last_members: &[MemberStatus],
+    last_members: &[String],
     sts: Option<&StatefulSet>,
     pods: &[Pod],
     reports: &BTreeMap<u32, StatusReport>,
@@ -111,7 +111,7 @@ pub fn summarize(
         statefulset_replicas: sts_replicas(sts),
         last_known_pods: last_members
             .iter()
-            .filter_map(|m| names.ordinal_of_pod(&m.name))
+            .filter_map(|m| names.ordinal_of_pod(m))
             .map(|i| i + 1)
             .max()
             .unwrap_or(0),
@@ -314,14 +314,7 @@ mod tests {
         assert_eq!(names_in_status, ["demo-0", "demo-1", "demo-3"]);
         assert_eq!(seen.seeds.len(), 3);
         // Ask every pod, and members the last status knew beyond the StatefulSet.
-        let last = vec![crate::crd::MemberStatus {
-            name: "demo-6".into(),
-            address: n.member_address(6),
-            id: 7,
-            leader: false,
-            healthy: true,
-            learner: false,
-        }];
+        let last = vec!["demo-6".to_string()];
         assert_eq!(
             ordinals_to_ask(&n, Some(&sts), &pods, &last),
             (0..7).collect::<Vec<_>>()

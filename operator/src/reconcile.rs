@@ -123,12 +123,13 @@ async fn converge(
         .list(&ListParams::default().labels(&names.selector_string()))
         .await?
         .items;
-    let ordinals = ordinals_to_ask(names, sts.as_ref(), &pods, &old_status.members);
+    let last_known = old_status.last_known();
+    let ordinals = ordinals_to_ask(names, sts.as_ref(), &pods, &last_known);
     let reports = ask_replicas(names, &ordinals, ctx.replicas.as_ref()).await;
     let mut seen = summarize(
         names,
         old_status.bootstrapped,
-        &old_status.members,
+        &last_known,
         sts.as_ref(),
         &pods,
         &reports,
@@ -217,9 +218,9 @@ fn last_known_size(status: &ConCoordClusterStatus, names: &ClusterNames, want: u
         return 1;
     }
     status
-        .members
+        .last_known()
         .iter()
-        .filter_map(|m| names.ordinal_of_pod(&m.name))
+        .filter_map(|m| names.ordinal_of_pod(m))
         .map(|i| i + 1)
         .max()
         .unwrap_or(want)
@@ -561,6 +562,11 @@ pub fn status_of(
         replicas: i32::try_from(statefulset_replicas).unwrap_or(i32::MAX),
         ready_replicas: i32::try_from(seen.ready_pods).unwrap_or(i32::MAX),
         members: seen.members.clone(),
+        last_known_members: if seen.observed.membership.is_some() {
+            seen.members.iter().map(|m| m.name.clone()).collect()
+        } else {
+            old.last_known()
+        },
         leader: seen.leader.clone(),
         view: seen.view.and_then(|v| i64::try_from(v).ok()),
         bootstrapped,

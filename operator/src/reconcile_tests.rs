@@ -604,3 +604,38 @@ async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
     assert_eq!(run.body(EVENT)["type"], "Warning");
     assert!(run.changes.is_empty());
 }
+
+#[tokio::test]
+async fn a_silent_group_clears_leader_view_and_members_but_remembers_the_pods() {
+    let mut status = members_status(3, 0);
+    status["view"] = json!(7);
+    let state = ApiState {
+        cc: cluster(3, status),
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+        claims: (0..3).collect(),
+    };
+    // No replica answers: the merge patch must clear what is no longer known.
+    let run = reconcile_once(state.clone(), BTreeMap::new()).await;
+    assert_eq!(run.lines(), expected(&[]));
+    let status = run.body(STATUS)["status"].as_object().unwrap();
+    assert_eq!(status.get("leader"), Some(&Value::Null), "{status:?}");
+    assert_eq!(status.get("view"), Some(&Value::Null), "{status:?}");
+    assert_eq!(status.get("members"), Some(&json!([])), "{status:?}");
+    // The pods to bring back and ask are kept in their own field.
+    assert_eq!(
+        status.get("lastKnownMembers"),
+        Some(&json!(["demo-0", "demo-1", "demo-2"]))
+    );
+    assert_eq!(
+        condition(&run.body(STATUS)["status"], "Progressing")["message"],
+        "no replica answers"
+    );
+
+    // They answer again with two members: all of it is current again.
+    let run = reconcile_once(state, group(&[0, 1], &[], 1)).await;
+    let status = &run.body(STATUS)["status"];
+    assert_eq!(status["leader"], "demo-1");
+    assert_eq!(status["view"], 7);
+    assert_eq!(status["lastKnownMembers"], json!(["demo-0", "demo-1"]));
+}
