@@ -92,8 +92,7 @@ async fn reconcile_inner(
         match event {
             Finalizer::Apply(cc) => converge(&cc, &names, ctx).await,
             Finalizer::Cleanup(cc) => {
-                crate::route53::cleanup(&cc, &names, &ctx.client, ctx.route53_endpoint.as_deref())
-                    .await?;
+                crate::route53::cleanup(&cc, &names, ctx).await?;
                 Ok(Action::await_change())
             }
         }
@@ -430,7 +429,7 @@ async fn act(
 }
 
 /// Events are best effort: a failure is logged, never fails the reconcile.
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     cc: &ConCoordCluster,
     type_: EventType,

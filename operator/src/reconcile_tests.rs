@@ -4,8 +4,10 @@
 
 use crate::crd::ConCoordCluster;
 use crate::metrics::Metrics;
+use crate::names::ClusterNames;
 use crate::reconcile::{Context, reconcile};
 use crate::replicas::Replicas;
+use crate::route53::credentials;
 use async_trait::async_trait;
 use concoord::client::ClientError;
 use concoord::command::View;
@@ -273,19 +275,10 @@ async fn reconcile_once(state: ApiState, reports: BTreeMap<String, StatusReport>
     run
 }
 
-async fn reconcile_result(
-    state: ApiState,
-    reports: BTreeMap<String, StatusReport>,
-) -> (Run, Result<(), String>) {
-    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
-    let (client, log) = api_server(state);
-    let replicas = Arc::new(FakeReplicas {
-        reports: Mutex::new(reports),
-        ..FakeReplicas::default()
-    });
-    let ctx = Arc::new(Context {
+fn context(client: kube::Client, replicas: Arc<FakeReplicas>) -> Arc<Context> {
+    Arc::new(Context {
         client: client.clone(),
-        replicas: replicas.clone(),
+        replicas,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -297,7 +290,20 @@ async fn reconcile_result(
         replica_image: None,
         route53_endpoint: Some(ROUTE53_NOWHERE.into()),
         cluster_domain: "cluster.local".into(),
+    })
+}
+
+async fn reconcile_result(
+    state: ApiState,
+    reports: BTreeMap<String, StatusReport>,
+) -> (Run, Result<(), String>) {
+    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
+    let (client, log) = api_server(state);
+    let replicas = Arc::new(FakeReplicas {
+        reports: Mutex::new(reports),
+        ..FakeReplicas::default()
     });
+    let ctx = context(client, replicas.clone());
     let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(cc), ctx))
         .await
         .expect("reconcile finished in time")
@@ -638,4 +644,42 @@ async fn a_silent_group_clears_leader_view_and_members_but_remembers_the_pods() 
     assert_eq!(status["leader"], "demo-1");
     assert_eq!(status["view"], 7);
     assert_eq!(status["lastKnownMembers"], json!(["demo-0", "demo-1"]));
+}
+
+#[tokio::test]
+async fn a_missing_credentials_secret_falls_back_to_the_ambient_chain_with_a_warning() {
+    let names = ClusterNames::new("demo", NS);
+    let with_secret = |secret: &str| {
+        let mut cc = cluster(3, members_status(3, 0));
+        cc["spec"]["route53"] = json!({"zoneId": "Z1", "credentialsSecret": {"name": secret}});
+        cc
+    };
+    // The Secret went first (its namespace is being deleted): no retry loop, a Warning.
+    let cc = with_secret("gone");
+    let parsed: ConCoordCluster = serde_json::from_value(cc.clone()).unwrap();
+    let (client, log) = api_server(ApiState {
+        cc,
+        ..ApiState::default()
+    });
+    let ctx = context(client, Arc::new(FakeReplicas::default()));
+    let stored = credentials(&parsed, &names, &ctx).await.unwrap();
+    assert!(stored.key_id.is_none() && stored.secret.is_none());
+    let requests = log.lock().unwrap().clone();
+    let lines: Vec<&str> = requests.iter().map(|r| r.line.as_str()).collect();
+    assert_eq!(lines, ["GET /api/v1/namespaces/apps/secrets/gone", EVENT]);
+    assert_eq!(requests[1].body["type"], "Warning");
+    assert_eq!(requests[1].body["reason"], "CredentialsSecretMissing");
+
+    // The Secret is there: its keys are used, no event.
+    let cc = with_secret("aws-creds");
+    let parsed: ConCoordCluster = serde_json::from_value(cc.clone()).unwrap();
+    let (client, log) = api_server(ApiState {
+        cc,
+        ..ApiState::default()
+    });
+    let ctx = context(client, Arc::new(FakeReplicas::default()));
+    let stored = credentials(&parsed, &names, &ctx).await.unwrap();
+    assert_eq!(stored.key_id.as_deref(), Some("testing"));
+    assert_eq!(stored.secret.as_deref(), Some("testing"));
+    assert_eq!(log.lock().unwrap().len(), 1);
 }
