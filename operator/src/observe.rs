@@ -145,11 +145,13 @@ pub fn summarize(
     }
     let ready_pods = observed.pods.values().filter(|p| p.ready).count() as u32;
     // The leader's view is the newest; without a leader answering, the highest view seen.
-    let Some(best) = reports
-        .values()
+    // A removed replica's view is the one it was dropped from and never changes again:
+    // when only removed replicas answer, membership is unknown rather than planned on it.
+    let current = || reports.values().filter(|r| r.state != "removed");
+    let Some(best) = current()
         .filter(|r| r.is_leader)
         .max_by_key(|r| r.view.number)
-        .or_else(|| reports.values().max_by_key(|r| r.view.number))
+        .or_else(|| current().max_by_key(|r| r.view.number))
     else {
         return Seen {
             observed,
@@ -323,5 +325,47 @@ mod tests {
         let silent = summarize(&n, true, &last, Some(&sts), &pods, &BTreeMap::new());
         assert_eq!(silent.observed.last_known_pods, 7);
         assert!(silent.observed.membership.is_none());
+    }
+
+    #[test]
+    fn a_removed_replica_alone_leaves_membership_unknown() {
+        let n = names();
+        // The view pod 2 was removed from; it still holds it and answers "removed".
+        let stale = View {
+            number: 4,
+            members: (0..3)
+                .map(|i| (u64::from(i) + 1, n.member_address(i)))
+                .collect(),
+            learners: Default::default(),
+            next_id: 4,
+            group: 5,
+        };
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo"},
+            "spec": {"replicas": 3, "selector": {}, "serviceName": "demo-peers",
+                "template": {}},
+        }))
+        .unwrap();
+        let pods = [
+            pod(0, false, "r1"),
+            pod(1, false, "r1"),
+            pod(2, false, "r1"),
+        ];
+        let reports: BTreeMap<u32, StatusReport> = [(2, report(2, &stale, 0, "removed", 500))]
+            .into_iter()
+            .collect();
+        let seen = summarize(&n, true, &[], Some(&sts), &pods, &reports);
+        assert!(seen.observed.membership.is_none(), "{seen:?}");
+        assert!(seen.leader.is_none() && seen.view.is_none() && seen.seeds.is_empty());
+        // Its own state is still seen, for the plan's replacement of removed pods.
+        assert_eq!(
+            seen.observed.pods[&2].replica_state.as_deref(),
+            Some("removed")
+        );
+        // With a current member answering too, that member's view is used.
+        let mut reports = reports;
+        reports.insert(0, report(0, &stale, 0, "member", 500));
+        let seen = summarize(&n, true, &[], Some(&sts), &pods, &reports);
+        assert_eq!(seen.observed.membership.map(|m| m.view), Some(4));
     }
 }
