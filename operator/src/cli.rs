@@ -46,7 +46,9 @@ pub struct RunArgs {
     /// Watch only this namespace [default: all namespaces]
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Replica image repository used when a cluster does not name its own
+    /// Replica image repository for every cluster whose spec.image is the default
+    /// "concoord/replica", whether that was left out or written explicitly (the two cannot
+    /// be told apart once the API server applied the default); other images are kept
     #[arg(long, value_name = "IMAGE")]
     pub replica_image: Option<String>,
     /// Route53 API endpoint for deleting a cluster's records [default: AWS]

@@ -29,7 +29,8 @@ pub struct Context {
     pub replicas: Arc<dyn Replicas>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// `--replica-image`: used instead of the CRD's default image repository.
+    /// `--replica-image`: replaces spec.image wherever it equals the CRD's default, even
+    /// when a user wrote the default explicitly (indistinguishable after defaulting).
     pub replica_image: Option<String>,
     /// `--route53-endpoint`: a Route53-compatible API instead of AWS (emulators, tests).
     pub route53_endpoint: Option<String>,
