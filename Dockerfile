@@ -77,15 +77,21 @@ CMD ["run"]
 # ---------------------------------------------------------- multi-stage (needs pulls)
 
 # The official Rust image (Debian bookworm, glibc). musl is not used: the binary is
-# linked statically against glibc with +crt-static.
+# linked statically against glibc with +crt-static. The Rust target follows the build
+# machine (`uname -m`: x86_64 or aarch64), so arm64 builders work too.
 FROM rust:1.95-bookworm AS build-replica
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --locked --profile dist --target x86_64-unknown-linux-gnu \
+RUN case "$(uname -m)" in \
+      x86_64) target=x86_64-unknown-linux-gnu ;; \
+      aarch64 | arm64) target=aarch64-unknown-linux-gnu ;; \
+      *) echo "no Rust target known for machine $(uname -m)" >&2; exit 1 ;; \
+    esac \
+ && RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --locked --profile dist --target "$target" \
         -p concoord --bin concoord \
  && mkdir -p /out/data \
- && cp target/x86_64-unknown-linux-gnu/dist/concoord /out/ \
+ && cp "target/$target/dist/concoord" /out/ \
  && cp /etc/ssl/certs/ca-certificates.crt /out/ \
  && echo 'nonroot:x:65532:65532:nonroot:/data:/sbin/nologin' > /out/passwd \
  && echo 'nonroot:x:65532:' > /out/group
@@ -116,11 +122,16 @@ CMD ["--help"]
 FROM rust:1.95-bookworm AS build-operator
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --locked --profile dist --target x86_64-unknown-linux-gnu \
+RUN case "$(uname -m)" in \
+      x86_64) target=x86_64-unknown-linux-gnu ;; \
+      aarch64 | arm64) target=aarch64-unknown-linux-gnu ;; \
+      *) echo "no Rust target known for machine $(uname -m)" >&2; exit 1 ;; \
+    esac \
+ && RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --locked --profile dist --target "$target" \
         -p concoord-operator --bin concoord-operator \
  && mkdir -p /out \
- && cp target/x86_64-unknown-linux-gnu/dist/concoord-operator /out/ \
+ && cp "target/$target/dist/concoord-operator" /out/ \
  && cp /etc/ssl/certs/ca-certificates.crt /out/ \
  && echo 'nonroot:x:65532:65532:nonroot:/:/sbin/nologin' > /out/passwd \
  && echo 'nonroot:x:65532:' > /out/group

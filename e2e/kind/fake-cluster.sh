@@ -210,7 +210,7 @@ kubectl_apply() {
       echo "Error from server (BadRequest): strict decoding error: unknown field \"spec.replica\"" >&2
       return 1
     elif [ -f "$S/ccc" ] && ! grep -q '^    size: 1Gi$' <<<"$manifest"; then
-      echo "The ConCoordCluster \"$NAME\" is invalid: spec.persistence: Invalid value: persistence.size is immutable" >&2
+      echo "The ConCoordCluster \"$NAME\" is invalid: spec.persistence: Invalid value: persistence is immutable (enabled, size, storageClassName)" >&2
       return 1
     fi
     echo "concoordcluster.concoord.io/$NAME configured (server dry run)"

@@ -46,12 +46,23 @@ pub struct RunArgs {
     /// Watch only this namespace [default: all namespaces]
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Replica image repository used when a cluster does not name its own
+    /// Replica image repository for every cluster whose spec.image is the default
+    /// "concoord/replica", whether that was left out or written explicitly (the two cannot
+    /// be told apart once the API server applied the default); other images are kept
     #[arg(long, value_name = "IMAGE")]
     pub replica_image: Option<String>,
     /// Route53 API endpoint for deleting a cluster's records [default: AWS]
     #[arg(long, value_name = "URL")]
     pub route53_endpoint: Option<String>,
+    /// DNS domain of the Kubernetes cluster (the kubelet's clusterDomain); member addresses
+    /// are POD.NAME-peers.NAMESPACE.svc.DOMAIN
+    #[arg(
+        long,
+        env = "CONCOORD_CLUSTER_DOMAIN",
+        default_value = crate::names::DEFAULT_CLUSTER_DOMAIN,
+        value_name = "DOMAIN"
+    )]
+    pub cluster_domain: String,
     /// Debug logging
     #[arg(short = 'd', long)]
     pub debug: bool,
@@ -83,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 namespace: args.namespace,
                 replica_image: args.replica_image,
                 route53_endpoint: args.route53_endpoint,
+                cluster_domain: args.cluster_domain,
             })
             .await?;
             Ok(())
@@ -115,6 +127,8 @@ mod tests {
             "apps",
             "--replica-image",
             "concoord/replica",
+            "--cluster-domain",
+            "corp.example",
         ])
         .unwrap()
         .command
@@ -125,11 +139,16 @@ mod tests {
         assert!(r.leader_elect);
         assert_eq!(r.leader_election_namespace, "ops");
         assert_eq!(r.namespace.as_deref(), Some("apps"));
+        assert_eq!(r.cluster_domain, "corp.example");
         let Command::Run(r) = parse(&["run"]).unwrap().command else {
             panic!()
         };
         assert_eq!(r.metrics_addr, "0.0.0.0:8080".parse().unwrap());
         assert!(!r.leader_elect && r.namespace.is_none());
+        // The default, unless CONCOORD_CLUSTER_DOMAIN is set in the test's environment.
+        if std::env::var_os("CONCOORD_CLUSTER_DOMAIN").is_none() {
+            assert_eq!(r.cluster_domain, "cluster.local");
+        }
         assert!(parse(&["check-health"]).is_err());
         assert!(matches!(
             parse(&["check-health", "--url", "http://x/healthz"])

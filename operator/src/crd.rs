@@ -140,18 +140,19 @@ impl Default for DnsSpec {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+// The whole block: it becomes the StatefulSet's volumeClaimTemplates, which the API server
+// refuses to change, so any edit here would make every later apply fail.
 #[x_kube(
-    validation = Rule::new("self.size == oldSelf.size").message("persistence.size is immutable: a StatefulSet cannot resize its volume claims; create a new cluster instead"),
-    validation = Rule::new("self.enabled == oldSelf.enabled").message("persistence.enabled is immutable: replicas would lose or strand their data")
+    validation = Rule::new("self == oldSelf").message("persistence is immutable (enabled, size, storageClassName): a StatefulSet cannot change its volume claims; create a new cluster instead")
 )]
 pub struct PersistenceSpec {
     /// Keep data on a PersistentVolumeClaim per replica; without it a restarted pod rejoins empty.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Size of each replica's volume claim (immutable).
+    /// Size of each replica's volume claim (immutable, like the whole block).
     #[serde(default = "default_size")]
     pub size: String,
-    /// Storage class of the claims [default: the cluster's default class].
+    /// Storage class of the claims (immutable) [default: the cluster's default class].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
@@ -218,19 +219,37 @@ pub struct ConCoordClusterStatus {
     /// Pods that are voting members and caught up.
     #[serde(default)]
     pub ready_replicas: i32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // The status is sent as a merge patch: members, leader and view are always sent
+    // (empty list, null) so what is no longer known is cleared, not left stale.
+    /// Members as the replicas report them now; empty when none answers.
+    #[serde(default)]
     pub members: Vec<MemberStatus>,
-    /// Pod name of the leader.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Pod names of the members when membership was last known: the pods the operator
+    /// brings back and asks when no replica answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_known_members: Vec<String>,
+    /// Pod name of the leader; null when unknown.
+    #[serde(default)]
     pub leader: Option<String>,
-    /// Membership view number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Membership view number; null when unknown.
+    #[serde(default)]
     pub view: Option<i64>,
     /// The group has been founded; from now on every pod joins (pod 0 included).
     #[serde(default)]
     pub bootstrapped: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+impl ConCoordClusterStatus {
+    /// Pod names of the last known members (older statuses kept them only in `members`).
+    pub fn last_known(&self) -> Vec<String> {
+        if self.last_known_members.is_empty() {
+            self.members.iter().map(|m| m.name.clone()).collect()
+        } else {
+            self.last_known_members.clone()
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

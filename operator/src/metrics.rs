@@ -94,6 +94,7 @@ impl Metrics {
             Step::RemoveMember(_) => "remove_member",
             Step::RemoveStranger(_) => "remove_stranger",
             Step::ShrinkStatefulSet(_) => "shrink_statefulset",
+            Step::DeleteClaim(_) => "delete_claim",
             Step::RollPod(_) => "roll_pod",
             Step::ReplacePod(_) => "replace_pod",
             Step::Wait(_) => "wait",

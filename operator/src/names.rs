@@ -17,19 +17,28 @@ pub const FINALIZER: &str = "concoord.io/route53-records";
 pub const DATA_DIR: &str = "/data";
 /// Name of the volume claim template (claims are `data-<pod>`).
 pub const DATA_VOLUME: &str = "data";
+/// The Kubernetes cluster's DNS domain unless `--cluster-domain` says otherwise.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The names derived from a cluster's name and namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterNames {
     pub name: String,
     pub namespace: String,
+    /// The Kubernetes cluster's DNS domain (kubelet `clusterDomain`), e.g. `cluster.local`.
+    pub cluster_domain: String,
 }
 
 impl ClusterNames {
+    /// Names in a Kubernetes cluster whose DNS domain is `cluster.local`.
     pub fn new(name: &str, namespace: &str) -> ClusterNames {
+        ClusterNames::in_domain(name, namespace, DEFAULT_CLUSTER_DOMAIN)
+    }
+    pub fn in_domain(name: &str, namespace: &str, cluster_domain: &str) -> ClusterNames {
         ClusterNames {
             name: name.to_string(),
             namespace: namespace.to_string(),
+            cluster_domain: cluster_domain.trim_end_matches('.').to_string(),
         }
     }
     pub fn statefulset(&self) -> String {
@@ -59,15 +68,16 @@ impl ClusterNames {
     pub fn claim(&self, ordinal: u32) -> String {
         format!("{DATA_VOLUME}-{}", self.pod(ordinal))
     }
-    /// `NAME-peers.NS.svc.cluster.local`
+    /// `NAME-peers.NS.svc.CLUSTER_DOMAIN`
     pub fn peer_domain(&self) -> String {
         format!(
-            "{}.{}.svc.cluster.local",
+            "{}.{}.svc.{}",
             self.peer_service(),
-            self.namespace
+            self.namespace,
+            self.cluster_domain
         )
     }
-    /// A replica's identity in the view: `POD.NAME-peers.NS.svc.cluster.local:14000`.
+    /// A replica's identity in the view: `POD.NAME-peers.NS.svc.CLUSTER_DOMAIN:14000`.
     pub fn member_address(&self, ordinal: u32) -> String {
         format!(
             "{}.{}:{REPLICA_PORT}",
@@ -83,6 +93,10 @@ impl ClusterNames {
         // "07" is not pod 7: only the canonical spelling counts.
         let ordinal: u32 = n.parse().ok()?;
         (ordinal.to_string() == n).then_some(ordinal)
+    }
+    /// The ordinal of a claim `data-NAME-i` the StatefulSet made.
+    pub fn ordinal_of_claim(&self, claim: &str) -> Option<u32> {
+        self.ordinal_of_pod(claim.strip_prefix(&format!("{DATA_VOLUME}-"))?)
     }
     /// The ordinal of a pod name of this cluster.
     pub fn ordinal_of_pod(&self, pod: &str) -> Option<u32> {

@@ -32,7 +32,7 @@ pub fn ordinals_to_ask(
     names: &ClusterNames,
     sts: Option<&StatefulSet>,
     pods: &[Pod],
-    last_members: &[MemberStatus],
+    last_members: &[String],
 ) -> Vec<u32> {
     let mut top = sts_replicas(sts).unwrap_or(0);
     for p in pods {
@@ -46,7 +46,7 @@ pub fn ordinals_to_ask(
         }
     }
     for m in last_members {
-        if let Some(i) = names.ordinal_of_pod(&m.name) {
+        if let Some(i) = names.ordinal_of_pod(m) {
             top = top.max(i + 1);
         }
     }
@@ -98,7 +98,7 @@ fn pod_ready(p: &Pod) -> bool {
 pub fn summarize(
     names: &ClusterNames,
     bootstrapped: bool,
-    last_members: &[MemberStatus],
+    last_members: &[String],
     sts: Option<&StatefulSet>,
     pods: &[Pod],
     reports: &BTreeMap<u32, StatusReport>,
@@ -111,7 +111,7 @@ pub fn summarize(
         statefulset_replicas: sts_replicas(sts),
         last_known_pods: last_members
             .iter()
-            .filter_map(|m| names.ordinal_of_pod(&m.name))
+            .filter_map(|m| names.ordinal_of_pod(m))
             .map(|i| i + 1)
             .max()
             .unwrap_or(0),
@@ -145,11 +145,13 @@ pub fn summarize(
     }
     let ready_pods = observed.pods.values().filter(|p| p.ready).count() as u32;
     // The leader's view is the newest; without a leader answering, the highest view seen.
-    let Some(best) = reports
-        .values()
+    // A removed replica's view is the one it was dropped from and never changes again:
+    // when only removed replicas answer, membership is unknown rather than planned on it.
+    let current = || reports.values().filter(|r| r.state != "removed");
+    let Some(best) = current()
         .filter(|r| r.is_leader)
         .max_by_key(|r| r.view.number)
-        .or_else(|| reports.values().max_by_key(|r| r.view.number))
+        .or_else(|| current().max_by_key(|r| r.view.number))
     else {
         return Seen {
             observed,
@@ -314,14 +316,7 @@ mod tests {
         assert_eq!(names_in_status, ["demo-0", "demo-1", "demo-3"]);
         assert_eq!(seen.seeds.len(), 3);
         // Ask every pod, and members the last status knew beyond the StatefulSet.
-        let last = vec![crate::crd::MemberStatus {
-            name: "demo-6".into(),
-            address: n.member_address(6),
-            id: 7,
-            leader: false,
-            healthy: true,
-            learner: false,
-        }];
+        let last = vec!["demo-6".to_string()];
         assert_eq!(
             ordinals_to_ask(&n, Some(&sts), &pods, &last),
             (0..7).collect::<Vec<_>>()
@@ -330,5 +325,47 @@ mod tests {
         let silent = summarize(&n, true, &last, Some(&sts), &pods, &BTreeMap::new());
         assert_eq!(silent.observed.last_known_pods, 7);
         assert!(silent.observed.membership.is_none());
+    }
+
+    #[test]
+    fn a_removed_replica_alone_leaves_membership_unknown() {
+        let n = names();
+        // The view pod 2 was removed from; it still holds it and answers "removed".
+        let stale = View {
+            number: 4,
+            members: (0..3)
+                .map(|i| (u64::from(i) + 1, n.member_address(i)))
+                .collect(),
+            learners: Default::default(),
+            next_id: 4,
+            group: 5,
+        };
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo"},
+            "spec": {"replicas": 3, "selector": {}, "serviceName": "demo-peers",
+                "template": {}},
+        }))
+        .unwrap();
+        let pods = [
+            pod(0, false, "r1"),
+            pod(1, false, "r1"),
+            pod(2, false, "r1"),
+        ];
+        let reports: BTreeMap<u32, StatusReport> = [(2, report(2, &stale, 0, "removed", 500))]
+            .into_iter()
+            .collect();
+        let seen = summarize(&n, true, &[], Some(&sts), &pods, &reports);
+        assert!(seen.observed.membership.is_none(), "{seen:?}");
+        assert!(seen.leader.is_none() && seen.view.is_none() && seen.seeds.is_empty());
+        // Its own state is still seen, for the plan's replacement of removed pods.
+        assert_eq!(
+            seen.observed.pods[&2].replica_state.as_deref(),
+            Some("removed")
+        );
+        // With a current member answering too, that member's view is used.
+        let mut reports = reports;
+        reports.insert(0, report(0, &stale, 0, "member", 500));
+        let seen = summarize(&n, true, &[], Some(&sts), &pods, &reports);
+        assert_eq!(seen.observed.membership.map(|m| m.view), Some(4));
     }
 }

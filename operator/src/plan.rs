@@ -7,7 +7,7 @@
 //! then shrinks the StatefulSet. Pods are rolled one at a time (the StatefulSet uses the
 //! OnDelete strategy), followers first and the leader last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// What the operator saw of one cluster.
@@ -23,6 +23,8 @@ pub struct Observed {
     pub membership: Option<Membership>,
     /// Pods the members in the last recorded status need (highest ordinal + 1).
     pub last_known_pods: u32,
+    /// Ordinals whose data volume claim exists.
+    pub claims: BTreeSet<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,6 +75,8 @@ pub enum Step {
     RemoveStranger(u64),
     /// Set the StatefulSet to n pods (the removed pods' members already left the view).
     ShrinkStatefulSet(u32),
+    /// Delete the volume claim of pod i, which is gone and whose member left the view.
+    DeleteClaim(u32),
     /// Delete pod i so it restarts with the current revision.
     RollPod(u32),
     /// Delete pod i and its volume claim: its replica was removed or halted and can only
@@ -99,6 +103,9 @@ pub enum WaitReason {
     MemberUnhealthy(u32),
     /// A rolling update cannot continue while pod i is not ready.
     UpgradeBlocked(u32),
+    /// Removing a member now would leave a view without a healthy majority, and the
+    /// members short of it are not pods of this cluster.
+    NoHealthyMajority,
 }
 
 impl fmt::Display for WaitReason {
@@ -112,6 +119,10 @@ impl fmt::Display for WaitReason {
             WaitReason::UpgradeBlocked(i) => {
                 write!(f, "rolling update blocked: pod {i} is not ready")
             }
+            WaitReason::NoHealthyMajority => write!(
+                f,
+                "removing a member now would leave no healthy majority in the view"
+            ),
         }
     }
 }
@@ -129,7 +140,8 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
     }
     let Some(m) = &seen.membership else {
         // Nobody answers. If pods are missing (StatefulSet scaled down or deleted by
-        // hand), bring back those the last known members need; they recover from disk.
+        // hand), bring back those the last known members need; they recover from disk:
+        // scaling keeps claims (whenScaled: Retain), only DeleteClaim removes one.
         let pods = seen.statefulset_replicas.unwrap_or(0);
         if pods < seen.last_known_pods {
             return Step::GrowStatefulSet(seen.last_known_pods);
@@ -150,12 +162,30 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
     if pods > keep {
         return Step::ShrinkStatefulSet(keep);
     }
-    // Scale-down, first half: the highest member beyond the wanted count leaves the view.
+    // Scale-down, last part: the claim of a pod shrunk away whose member left the view. Its
+    // data would only bring back a removed replica; a later pod at that ordinal starts
+    // empty. Never a wanted ordinal, never a member's (a StatefulSet shrunk by hand keeps
+    // its members and so their claims). Found again after a crash: the claim is observed.
+    if let Some(&i) = seen
+        .claims
+        .iter()
+        .find(|&&i| i >= pods && i >= want && !m.members.contains_key(&i))
+    {
+        return Step::DeleteClaim(i);
+    }
+    // Scale-down, first half: the highest member beyond the wanted count leaves the view,
+    // but only if the view left behind can still decide (else it would be stuck for good).
     if let Some(h) = highest_member.filter(|h| *h >= want) {
-        return Step::RemoveMember(h);
+        return match remaining_majority(m, Some(h), None) {
+            Ok(()) => Step::RemoveMember(h),
+            Err(reason) => Step::Wait(reason),
+        };
     }
     if let Some((id, _)) = m.strangers.first() {
-        return Step::RemoveStranger(*id);
+        return match remaining_majority(m, None, Some(*id)) {
+            Ok(()) => Step::RemoveStranger(*id),
+            Err(reason) => Step::Wait(reason),
+        };
     }
     // Scale-up, second half: members added whose pods do not exist yet.
     if let Some(h) = highest_member.filter(|h| *h >= pods) {
@@ -208,6 +238,37 @@ pub fn plan(replicas: u32, seen: &Observed) -> Step {
         return Step::RollPod(i);
     }
     Step::Done
+}
+
+/// Checks that the voters left after removing member `ordinal` or stranger `stranger`
+/// include a healthy majority. Strangers count as voters of unknown health, so never as
+/// healthy. Fails with the lowest unhealthy remaining member.
+fn remaining_majority(
+    m: &Membership,
+    ordinal: Option<u32>,
+    stranger: Option<u64>,
+) -> Result<(), WaitReason> {
+    let voters: Vec<(u32, &MemberState)> = m
+        .members
+        .iter()
+        .filter(|(i, s)| !s.learner && Some(**i) != ordinal)
+        .map(|(i, s)| (*i, s))
+        .collect();
+    let strangers = m
+        .strangers
+        .iter()
+        .filter(|(id, _)| Some(*id) != stranger)
+        .count();
+    let healthy = voters.iter().filter(|(_, s)| s.healthy).count();
+    if 2 * healthy > voters.len() + strangers {
+        return Ok(());
+    }
+    Err(voters
+        .iter()
+        .find(|(_, s)| !s.healthy)
+        .map_or(WaitReason::NoHealthyMajority, |(i, _)| {
+            WaitReason::MemberUnhealthy(*i)
+        }))
 }
 
 /// True when a pod's replica reports it can no longer serve.

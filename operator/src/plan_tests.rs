@@ -3,7 +3,7 @@
 //! whole scale-ups, scale-downs and rolling updates are checked end to end.
 
 use crate::plan::{MemberState, Membership, Observed, PodState, Step, WaitReason, plan};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A converged, bootstrapped cluster with `members` voting members and as many ready pods.
 fn steady(members: u32, leader: u32) -> Observed {
@@ -18,9 +18,11 @@ fn steady(members: u32, leader: u32) -> Observed {
             strangers: Vec::new(),
         }),
         last_known_pods: members,
+        claims: BTreeSet::new(),
     };
     for i in 0..members {
         seen.pods.insert(i, ready_pod());
+        seen.claims.insert(i);
         member(&mut seen).insert(i, voter(i));
     }
     seen
@@ -56,6 +58,7 @@ fn apply(seen: &mut Observed, step: &Step) {
             seen.statefulset_replicas = founded.statefulset_replicas;
             seen.pods = founded.pods;
             seen.membership = founded.membership;
+            seen.claims = founded.claims;
         }
         Step::FinishBootstrap => seen.bootstrapped = true,
         Step::AddMember(i) => {
@@ -70,9 +73,11 @@ fn apply(seen: &mut Observed, step: &Step) {
         }
         Step::GrowStatefulSet(n) | Step::ShrinkStatefulSet(n) => {
             seen.statefulset_replicas = Some(n);
+            // Claims outlive a shrink (whenScaled: Retain).
             seen.pods.retain(|i, _| *i < n);
             for i in 0..n {
                 seen.pods.entry(i).or_insert_with(ready_pod);
+                seen.claims.insert(i);
                 if let Some(m) = member(seen).get_mut(&i) {
                     // The new pod took the learner's identity and caught up.
                     *m = voter(i);
@@ -91,6 +96,9 @@ fn apply(seen: &mut Observed, step: &Step) {
         }
         Step::RollPod(i) => {
             seen.pods.insert(i, ready_pod());
+        }
+        Step::DeleteClaim(i) => {
+            seen.claims.remove(&i);
         }
         Step::ReplacePod(i) => {
             seen.pods.insert(i, ready_pod());
@@ -185,8 +193,10 @@ fn scale_5_to_3_removes_each_member_before_its_pod() {
         [
             RemoveMember(4),
             ShrinkStatefulSet(4),
+            DeleteClaim(4),
             RemoveMember(3),
-            ShrinkStatefulSet(3)
+            ShrinkStatefulSet(3),
+            DeleteClaim(3)
         ]
     );
 }
@@ -198,8 +208,10 @@ fn scale_3_to_1() {
         [
             RemoveMember(2),
             ShrinkStatefulSet(2),
+            DeleteClaim(2),
             RemoveMember(1),
-            ShrinkStatefulSet(1)
+            ShrinkStatefulSet(1),
+            DeleteClaim(1)
         ]
     );
 }
@@ -214,8 +226,10 @@ fn the_leader_is_removed_like_any_member() {
         [
             RemoveMember(4),
             ShrinkStatefulSet(4),
+            DeleteClaim(4),
             RemoveMember(3),
-            ShrinkStatefulSet(3)
+            ShrinkStatefulSet(3),
+            DeleteClaim(3)
         ]
     );
 }
@@ -231,6 +245,36 @@ fn a_failed_member_blocks_growth_but_not_removal() {
     let mut seen = steady(3, 0);
     member(&mut seen).get_mut(&2).unwrap().healthy = false;
     assert_eq!(plan(2, &seen), RemoveMember(2));
+    // Removing the highest member must leave a healthy majority behind: 3->2 with member
+    // 1 down would leave {0,1} with one live voter, stuck for good.
+    let mut seen = steady(3, 0);
+    member(&mut seen).get_mut(&1).unwrap().healthy = false;
+    assert_eq!(plan(2, &seen), Wait(WaitReason::MemberUnhealthy(1)));
+    // 5->3 with members 1 and 2 down: {0,1,2,3} would have two live voters of four.
+    let mut seen = steady(5, 0);
+    member(&mut seen).get_mut(&1).unwrap().healthy = false;
+    member(&mut seen).get_mut(&2).unwrap().healthy = false;
+    assert_eq!(plan(3, &seen), Wait(WaitReason::MemberUnhealthy(1)));
+    // A stranger is not removed either when the rest has no healthy majority.
+    let mut seen = steady(3, 0);
+    member(&mut seen).get_mut(&1).unwrap().healthy = false;
+    member(&mut seen).get_mut(&2).unwrap().healthy = false;
+    seen.membership
+        .as_mut()
+        .unwrap()
+        .strangers
+        .push((9, "10.0.0.9:14000".into()));
+    assert_eq!(plan(3, &seen), Wait(WaitReason::MemberUnhealthy(1)));
+    // Only strangers short of a majority: no ordinal to name.
+    let mut seen = steady(1, 0);
+    for id in [8, 9] {
+        seen.membership
+            .as_mut()
+            .unwrap()
+            .strangers
+            .push((id, format!("10.0.0.{id}:14000")));
+    }
+    assert_eq!(plan(1, &seen), Wait(WaitReason::NoHealthyMajority));
     // A pod that is not ready (its replica restarting) also holds growth.
     let mut seen = steady(3, 0);
     seen.pods.get_mut(&2).unwrap().ready = false;
@@ -311,7 +355,15 @@ fn repair_after_a_crash_between_steps() {
     seen.statefulset_replicas = Some(3);
     seen.pods.retain(|i, _| *i < 3);
     assert_eq!(plan(3, &seen), RemoveMember(4));
-    assert_eq!(run(3, seen), [RemoveMember(4), RemoveMember(3)]);
+    assert_eq!(
+        run(3, seen),
+        [
+            RemoveMember(4),
+            DeleteClaim(4),
+            RemoveMember(3),
+            DeleteClaim(3)
+        ]
+    );
 
     // Shrunk too far by hand while 5 are wanted: grow back to cover the members.
     let mut seen = steady(5, 0);
@@ -384,4 +436,56 @@ fn converged_is_done_and_zero_replicas_means_one() {
     assert_eq!(plan(3, &steady(3, 2)), Done);
     assert_eq!(plan(1, &steady(1, 0)), Done);
     assert_eq!(plan(0, &steady(1, 0)), Done);
+}
+
+#[test]
+fn claims_go_only_with_members_that_left_and_pods_scaled_away() {
+    // Shrunk, then the operator crashed before deleting the claim: it is found again.
+    let mut seen = steady(5, 0);
+    member(&mut seen).remove(&4);
+    seen.statefulset_replicas = Some(4);
+    seen.pods.remove(&4);
+    assert_eq!(plan(3, &seen), DeleteClaim(4));
+    assert_eq!(
+        run(3, seen),
+        [
+            DeleteClaim(4),
+            RemoveMember(3),
+            ShrinkStatefulSet(3),
+            DeleteClaim(3)
+        ]
+    );
+
+    // `kubectl scale sts demo --replicas=0` by hand: nobody answers, every claim stays
+    // and the pods come back on their data.
+    let mut seen = steady(3, 0);
+    seen.statefulset_replicas = Some(0);
+    seen.pods.clear();
+    seen.membership = None;
+    assert_eq!(plan(3, &seen), GrowStatefulSet(3));
+    assert_eq!(plan(1, &seen), GrowStatefulSet(3));
+
+    // Scaled to 1 by hand while the members still answer: their claims stay.
+    let mut seen = steady(3, 0);
+    seen.statefulset_replicas = Some(1);
+    seen.pods.retain(|i, _| *i < 1);
+    assert_eq!(run(3, seen.clone()), [GrowStatefulSet(3)]);
+    // Wanting 1 then, members leave first; each claim goes only after its member left.
+    assert_eq!(
+        run(1, seen),
+        [
+            RemoveMember(2),
+            DeleteClaim(2),
+            RemoveMember(1),
+            DeleteClaim(1)
+        ]
+    );
+
+    // A wanted ordinal's claim stays even when its member is gone: the pod comes back on
+    // it (and is replaced if its replica reports "removed").
+    let mut seen = steady(3, 0);
+    member(&mut seen).remove(&2);
+    seen.statefulset_replicas = Some(2);
+    seen.pods.remove(&2);
+    assert_eq!(plan(3, &seen), AddMember(2));
 }

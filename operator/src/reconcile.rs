@@ -29,10 +29,13 @@ pub struct Context {
     pub replicas: Arc<dyn Replicas>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// `--replica-image`: used instead of the CRD's default image repository.
+    /// `--replica-image`: replaces spec.image wherever it equals the CRD's default, even
+    /// when a user wrote the default explicitly (indistinguishable after defaulting).
     pub replica_image: Option<String>,
     /// `--route53-endpoint`: a Route53-compatible API instead of AWS (emulators, tests).
     pub route53_endpoint: Option<String>,
+    /// `--cluster-domain`: the Kubernetes cluster's DNS domain, for member addresses.
+    pub cluster_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +79,7 @@ async fn reconcile_inner(
     cc: Arc<ConCoordCluster>,
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
-    let names = names_of(&cc)?;
+    let names = names_of(&cc, &ctx.cluster_domain)?;
     let guarded = cc.spec.route53.is_some() || cc.finalizers().iter().any(|f| f == FINALIZER);
     if !guarded {
         if cc.meta().deletion_timestamp.is_some() {
@@ -90,8 +93,7 @@ async fn reconcile_inner(
         match event {
             Finalizer::Apply(cc) => converge(&cc, &names, ctx).await,
             Finalizer::Cleanup(cc) => {
-                crate::route53::cleanup(&cc, &names, &ctx.client, ctx.route53_endpoint.as_deref())
-                    .await?;
+                crate::route53::cleanup(&cc, &names, ctx).await?;
                 Ok(Action::await_change())
             }
         }
@@ -121,16 +123,28 @@ async fn converge(
         .list(&ListParams::default().labels(&names.selector_string()))
         .await?
         .items;
-    let ordinals = ordinals_to_ask(names, sts.as_ref(), &pods, &old_status.members);
+    let last_known = old_status.last_known();
+    let ordinals = ordinals_to_ask(names, sts.as_ref(), &pods, &last_known);
     let reports = ask_replicas(names, &ordinals, ctx.replicas.as_ref()).await;
-    let seen = summarize(
+    let mut seen = summarize(
         names,
         old_status.bootstrapped,
-        &old_status.members,
+        &last_known,
         sts.as_ref(),
         &pods,
         &reports,
     );
+    if cc.spec.persistence.enabled {
+        let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        seen.observed.claims = claim_api
+            .list(&ListParams::default().labels(&names.selector_string()))
+            .await?
+            .items
+            .iter()
+            .filter_map(|c| c.metadata.name.as_deref())
+            .filter_map(|n| names.ordinal_of_claim(n))
+            .collect();
+    }
 
     // Plan.
     let want = u32::try_from(cc.spec.replicas).unwrap_or(1).max(1);
@@ -159,6 +173,7 @@ async fn converge(
         &RenderInput {
             statefulset_replicas,
             bootstrapped,
+            cluster_domain: ctx.cluster_domain.clone(),
         },
     )?;
     apply_all(&ctx.client, names, &rendered).await?;
@@ -203,9 +218,9 @@ fn last_known_size(status: &ConCoordClusterStatus, names: &ClusterNames, want: u
         return 1;
     }
     status
-        .members
+        .last_known()
         .iter()
-        .filter_map(|m| names.ordinal_of_pod(&m.name))
+        .filter_map(|m| names.ordinal_of_pod(m))
         .map(|i| i + 1)
         .max()
         .unwrap_or(want)
@@ -346,6 +361,23 @@ async fn act(
             )
             .await;
         }
+        Step::DeleteClaim(i) => {
+            let api: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &names.namespace);
+            delete_if_present(&api, &names.claim(*i)).await?;
+            publish(
+                ctx,
+                cc,
+                EventType::Normal,
+                "ClaimDeleted",
+                format!(
+                    "deleted {}: {} left the view and was scaled away",
+                    names.claim(*i),
+                    names.pod(*i)
+                ),
+            )
+            .await;
+        }
         Step::RollPod(i) => {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
             delete_if_present(&api, &names.pod(*i)).await?;
@@ -398,7 +430,7 @@ async fn act(
 }
 
 /// Events are best effort: a failure is logged, never fails the reconcile.
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     cc: &ConCoordCluster,
     type_: EventType,
@@ -440,9 +472,10 @@ fn step_reason(step: &Step) -> &'static str {
         Step::Bootstrap => "Bootstrapping",
         Step::FinishBootstrap => "Bootstrapped",
         Step::AddMember(_) | Step::GrowStatefulSet(_) => "ScalingUp",
-        Step::RemoveMember(_) | Step::RemoveStranger(_) | Step::ShrinkStatefulSet(_) => {
-            "ScalingDown"
-        }
+        Step::RemoveMember(_)
+        | Step::RemoveStranger(_)
+        | Step::ShrinkStatefulSet(_)
+        | Step::DeleteClaim(_) => "ScalingDown",
         Step::RollPod(_) => "RollingUpdate",
         Step::ReplacePod(_) => "ReplacingMember",
         Step::Wait(_) => "Waiting",
@@ -479,6 +512,7 @@ pub fn status_of(
             format!("removing member {id}, which is no pod of this cluster")
         }
         Step::ShrinkStatefulSet(n) => format!("shrinking the StatefulSet to {n} pods"),
+        Step::DeleteClaim(i) => format!("deleting the volume claim of {}", pod(i)),
         Step::RollPod(i) => format!("restarting {} with the new revision", pod(i)),
         Step::ReplacePod(i) => format!("replacing {} with an empty replica", pod(i)),
         Step::Wait(reason) => reason.to_string(),
@@ -528,6 +562,11 @@ pub fn status_of(
         replicas: i32::try_from(statefulset_replicas).unwrap_or(i32::MAX),
         ready_replicas: i32::try_from(seen.ready_pods).unwrap_or(i32::MAX),
         members: seen.members.clone(),
+        last_known_members: if seen.observed.membership.is_some() {
+            seen.members.iter().map(|m| m.name.clone()).collect()
+        } else {
+            old.last_known()
+        },
         leader: seen.leader.clone(),
         view: seen.view.and_then(|v| i64::try_from(v).ok()),
         bootstrapped,

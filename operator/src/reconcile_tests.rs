@@ -4,8 +4,10 @@
 
 use crate::crd::ConCoordCluster;
 use crate::metrics::Metrics;
+use crate::names::ClusterNames;
 use crate::reconcile::{Context, reconcile};
 use crate::replicas::Replicas;
+use crate::route53::credentials;
 use async_trait::async_trait;
 use concoord::client::ClientError;
 use concoord::command::View;
@@ -36,6 +38,8 @@ struct ApiState {
     cc: Value,
     statefulset: Option<Value>,
     pods: Vec<Value>,
+    /// Ordinals whose volume claim exists.
+    claims: Vec<u32>,
 }
 
 fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -59,6 +63,22 @@ fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Va
             200,
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state.pods}),
         ),
+        "GET" if path.ends_with("/persistentvolumeclaims") => {
+            let items: Vec<Value> = state
+                .claims
+                .iter()
+                .map(|i| {
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": format!("data-demo-{i}"), "namespace": NS,
+                            "labels": {"app.kubernetes.io/instance": "demo"}}})
+                })
+                .collect();
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList",
+                    "metadata": {}, "items": items}),
+            )
+        }
         "PATCH" if path.ends_with("/concoordclusters/demo/status") => {
             let mut cc = state.cc.clone();
             cc["status"] = body["status"].clone();
@@ -255,19 +275,10 @@ async fn reconcile_once(state: ApiState, reports: BTreeMap<String, StatusReport>
     run
 }
 
-async fn reconcile_result(
-    state: ApiState,
-    reports: BTreeMap<String, StatusReport>,
-) -> (Run, Result<(), String>) {
-    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
-    let (client, log) = api_server(state);
-    let replicas = Arc::new(FakeReplicas {
-        reports: Mutex::new(reports),
-        ..FakeReplicas::default()
-    });
-    let ctx = Arc::new(Context {
+fn context(client: kube::Client, replicas: Arc<FakeReplicas>) -> Arc<Context> {
+    Arc::new(Context {
         client: client.clone(),
-        replicas: replicas.clone(),
+        replicas,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -278,7 +289,21 @@ async fn reconcile_result(
         metrics: Arc::new(Metrics::new()),
         replica_image: None,
         route53_endpoint: Some(ROUTE53_NOWHERE.into()),
+        cluster_domain: "cluster.local".into(),
+    })
+}
+
+async fn reconcile_result(
+    state: ApiState,
+    reports: BTreeMap<String, StatusReport>,
+) -> (Run, Result<(), String>) {
+    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
+    let (client, log) = api_server(state);
+    let replicas = Arc::new(FakeReplicas {
+        reports: Mutex::new(reports),
+        ..FakeReplicas::default()
     });
+    let ctx = context(client, replicas.clone());
     let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(cc), ctx))
         .await
         .expect("reconcile finished in time")
@@ -291,6 +316,7 @@ async fn reconcile_result(
 
 const GET_STS: &str = "GET /apis/apps/v1/namespaces/apps/statefulsets/demo";
 const LIST_PODS: &str = "GET /api/v1/namespaces/apps/pods";
+const LIST_CLAIMS: &str = "GET /api/v1/namespaces/apps/persistentvolumeclaims";
 const APPLY_STS: &str = "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo";
 const APPLY_CM: &str = "PATCH /api/v1/namespaces/apps/configmaps/demo-bootstrap";
 const STATUS: &str =
@@ -302,6 +328,7 @@ fn expected(act: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec![
         GET_STS,
         LIST_PODS,
+        LIST_CLAIMS,
         "PATCH /api/v1/namespaces/apps/serviceaccounts/demo",
         APPLY_CM,
         "PATCH /api/v1/namespaces/apps/services/demo-peers",
@@ -366,6 +393,7 @@ async fn create_bootstraps_one_pod_that_may_found() {
         cc: cluster(3, json!({"bootstrapped": false})),
         statefulset: Some(statefulset(1, "r1")),
         pods: pods(1, "r1"),
+        claims: vec![0],
     };
     let run = reconcile_once(state, group(&[0], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -384,6 +412,7 @@ async fn scale_up_adds_the_member_then_grows() {
         cc: cluster(5, members_status(3, 0)),
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
+        claims: (0..3).collect(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -414,6 +443,7 @@ async fn scale_down_removes_the_member_then_shrinks() {
         cc: cluster(3, members_status(5, 0)),
         statefulset: Some(statefulset(5, "r1")),
         pods: pods(5, "r1"),
+        claims: (0..5).collect(),
     };
     // The leader is the highest pod: it is removed like any other (it hands over).
     let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3, 4], &[], 4)).await;
@@ -428,10 +458,39 @@ async fn scale_down_removes_the_member_then_shrinks() {
         .collect();
     assert_eq!(reasons, [&json!("MemberRemoved"), &json!("LeaderChanged")]);
 
-    let run = reconcile_once(state, group(&[0, 1, 2, 3], &[], 0)).await;
+    let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[]));
     assert!(run.changes.is_empty());
     assert_eq!(run.body(APPLY_STS)["spec"]["replicas"], 4);
+    // Claims outlive the shrink (a hand-made scale to 0 loses nothing).
+    assert_eq!(
+        run.body(APPLY_STS)["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
+
+    // Shrunk: the claim of the member that left is deleted by the operator.
+    let state = ApiState {
+        statefulset: Some(statefulset(4, "r1")),
+        pods: pods(4, "r1"),
+        ..state
+    };
+    let run = reconcile_once(state, group(&[0, 1, 2, 3], &[], 0)).await;
+    assert_eq!(
+        run.lines(),
+        expected(&[
+            "DELETE /api/v1/namespaces/apps/persistentvolumeclaims/data-demo-4",
+            EVENT
+        ])
+    );
+    assert!(run.changes.is_empty());
+    assert_eq!(run.body(EVENT)["reason"], "ClaimDeleted");
+    let list = run.requests.iter().find(|r| r.line == LIST_CLAIMS).unwrap();
+    assert!(
+        list.query
+            .contains("labelSelector=app.kubernetes.io%2Finstance%3Ddemo"),
+        "{}",
+        list.query
+    );
 }
 
 #[tokio::test]
@@ -442,6 +501,7 @@ async fn upgrade_rolls_a_follower_first() {
         cc,
         statefulset: Some(statefulset(3, "r2")),
         pods: pods(3, "r1"),
+        claims: (0..3).collect(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 2)).await;
     assert_eq!(
@@ -527,6 +587,7 @@ async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
         cc: cluster(3, members_status(3, 0)),
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
+        claims: (0..3).collect(),
     };
     // Pod 1's replica was removed from the view (by hand); it still answers as "removed".
     let mut reports = group(&[0, 2], &[], 0);
@@ -548,4 +609,77 @@ async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
     assert_eq!(run.body(EVENT)["reason"], "MemberReplaced");
     assert_eq!(run.body(EVENT)["type"], "Warning");
     assert!(run.changes.is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_group_clears_leader_view_and_members_but_remembers_the_pods() {
+    let mut status = members_status(3, 0);
+    status["view"] = json!(7);
+    let state = ApiState {
+        cc: cluster(3, status),
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+        claims: (0..3).collect(),
+    };
+    // No replica answers: the merge patch must clear what is no longer known.
+    let run = reconcile_once(state.clone(), BTreeMap::new()).await;
+    assert_eq!(run.lines(), expected(&[]));
+    let status = run.body(STATUS)["status"].as_object().unwrap();
+    assert_eq!(status.get("leader"), Some(&Value::Null), "{status:?}");
+    assert_eq!(status.get("view"), Some(&Value::Null), "{status:?}");
+    assert_eq!(status.get("members"), Some(&json!([])), "{status:?}");
+    // The pods to bring back and ask are kept in their own field.
+    assert_eq!(
+        status.get("lastKnownMembers"),
+        Some(&json!(["demo-0", "demo-1", "demo-2"]))
+    );
+    assert_eq!(
+        condition(&run.body(STATUS)["status"], "Progressing")["message"],
+        "no replica answers"
+    );
+
+    // They answer again with two members: all of it is current again.
+    let run = reconcile_once(state, group(&[0, 1], &[], 1)).await;
+    let status = &run.body(STATUS)["status"];
+    assert_eq!(status["leader"], "demo-1");
+    assert_eq!(status["view"], 7);
+    assert_eq!(status["lastKnownMembers"], json!(["demo-0", "demo-1"]));
+}
+
+#[tokio::test]
+async fn a_missing_credentials_secret_falls_back_to_the_ambient_chain_with_a_warning() {
+    let names = ClusterNames::new("demo", NS);
+    let with_secret = |secret: &str| {
+        let mut cc = cluster(3, members_status(3, 0));
+        cc["spec"]["route53"] = json!({"zoneId": "Z1", "credentialsSecret": {"name": secret}});
+        cc
+    };
+    // The Secret went first (its namespace is being deleted): no retry loop, a Warning.
+    let cc = with_secret("gone");
+    let parsed: ConCoordCluster = serde_json::from_value(cc.clone()).unwrap();
+    let (client, log) = api_server(ApiState {
+        cc,
+        ..ApiState::default()
+    });
+    let ctx = context(client, Arc::new(FakeReplicas::default()));
+    let stored = credentials(&parsed, &names, &ctx).await.unwrap();
+    assert!(stored.key_id.is_none() && stored.secret.is_none());
+    let requests = log.lock().unwrap().clone();
+    let lines: Vec<&str> = requests.iter().map(|r| r.line.as_str()).collect();
+    assert_eq!(lines, ["GET /api/v1/namespaces/apps/secrets/gone", EVENT]);
+    assert_eq!(requests[1].body["type"], "Warning");
+    assert_eq!(requests[1].body["reason"], "CredentialsSecretMissing");
+
+    // The Secret is there: its keys are used, no event.
+    let cc = with_secret("aws-creds");
+    let parsed: ConCoordCluster = serde_json::from_value(cc.clone()).unwrap();
+    let (client, log) = api_server(ApiState {
+        cc,
+        ..ApiState::default()
+    });
+    let ctx = context(client, Arc::new(FakeReplicas::default()));
+    let stored = credentials(&parsed, &names, &ctx).await.unwrap();
+    assert_eq!(stored.key_id.as_deref(), Some("testing"));
+    assert_eq!(stored.secret.as_deref(), Some("testing"));
+    assert_eq!(log.lock().unwrap().len(), 1);
 }

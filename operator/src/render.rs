@@ -54,18 +54,20 @@ pub struct RenderInput {
     pub statefulset_replicas: u32,
     /// Once the group exists, no pod may found it again.
     pub bootstrapped: bool,
+    /// The Kubernetes cluster's DNS domain (`--cluster-domain`).
+    pub cluster_domain: String,
 }
 
-/// The names of a cluster as it is stored.
-pub fn names_of(cc: &ConCoordCluster) -> Result<ClusterNames, RenderError> {
+/// The names of a cluster as it is stored, in a Kubernetes cluster with this DNS domain.
+pub fn names_of(cc: &ConCoordCluster, cluster_domain: &str) -> Result<ClusterNames, RenderError> {
     let ns = cc
         .namespace()
         .ok_or(RenderError::MissingMetadata("namespace"))?;
-    Ok(ClusterNames::new(&cc.name_any(), &ns))
+    Ok(ClusterNames::in_domain(&cc.name_any(), &ns, cluster_domain))
 }
 
 pub fn render(cc: &ConCoordCluster, input: &RenderInput) -> Result<Rendered, RenderError> {
-    let names = names_of(cc)?;
+    let names = names_of(cc, &input.cluster_domain)?;
     let owner = cc
         .controller_owner_ref(&())
         .ok_or(RenderError::MissingMetadata("uid"))?;
@@ -457,12 +459,14 @@ fn statefulset(
                     ..PodSpec::default()
                 }),
             },
-            // A pod scaled away left the view: its data is of no use to a later member at
-            // the same ordinal (it would recover as a removed replica). Deleting the
-            // cluster keeps the claims, as Kubernetes does by default.
+            // Claims outlive scaling: a StatefulSet scaled down by hand (even to 0) keeps
+            // its members' data, and their pods recover from disk when brought back. The
+            // operator deletes a claim itself once its member has left the view
+            // (Step::DeleteClaim). Deleting the cluster keeps the claims, as Kubernetes
+            // does by default.
             persistent_volume_claim_retention_policy: claims.as_ref().map(|_| {
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_scaled: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
                     when_deleted: Some("Retain".into()),
                 }
             }),

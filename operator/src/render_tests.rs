@@ -57,6 +57,7 @@ fn minimal_cluster_renders_the_agreed_objects() {
         &RenderInput {
             statefulset_replicas: 1,
             bootstrapped: false,
+            cluster_domain: "cluster.local".into(),
         },
     );
     let sts = &r.statefulset;
@@ -104,7 +105,7 @@ fn minimal_cluster_renders_the_agreed_objects() {
         .persistent_volume_claim_retention_policy
         .as_ref()
         .unwrap();
-    assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
+    assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
     let claims = spec.volume_claim_templates.as_ref().unwrap();
     assert_eq!(
         claims[0]
@@ -129,6 +130,7 @@ fn full_cluster_passes_every_setting_through() {
         &RenderInput {
             statefulset_replicas: 5,
             bootstrapped: true,
+            cluster_domain: "cluster.local".into(),
         },
     );
     assert_eq!(r.configmap.data.as_ref().unwrap()["found-if"], "");
@@ -171,6 +173,7 @@ fn dns_off_renders_no_dns_service() {
         &RenderInput {
             statefulset_replicas: 3,
             bootstrapped: true,
+            cluster_domain: "cluster.local".into(),
         },
     )
     .unwrap();
@@ -194,7 +197,8 @@ fn dns_off_renders_no_dns_service() {
             &cc,
             &RenderInput {
                 statefulset_replicas: 1,
-                bootstrapped: true
+                bootstrapped: true,
+                cluster_domain: "cluster.local".into(),
             }
         )
         .is_err()
@@ -206,6 +210,7 @@ fn pod_process_is_the_command_the_kubelet_runs() {
     let before = RenderInput {
         statefulset_replicas: 3,
         bootstrapped: false,
+        cluster_domain: "cluster.local".into(),
     };
     let r = render(&load("minimal"), &before).unwrap();
     let cms = BTreeMap::from([(
@@ -266,4 +271,38 @@ fn pod_process_is_the_command_the_kubelet_runs() {
     )
     .unwrap();
     assert!(p.env.iter().all(|(k, _)| k != "CONCOORD_FOUND_IF"));
+}
+
+#[test]
+fn member_addresses_use_the_configured_cluster_domain() {
+    let r = render(
+        &load("minimal"),
+        &RenderInput {
+            statefulset_replicas: 3,
+            bootstrapped: true,
+            cluster_domain: "corp.example.".into(),
+        },
+    )
+    .unwrap();
+    let args = r
+        .statefulset
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let after = |flag: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1].clone()
+    };
+    assert_eq!(after("-a"), "$(POD_NAME).demo-peers.apps.svc.corp.example");
+    assert_eq!(after("-b"), "demo-peers.apps.svc.corp.example:14000");
+    assert!(
+        !args.iter().any(|a| a.contains("cluster.local")),
+        "{args:?}"
+    );
 }

@@ -32,6 +32,7 @@ pub struct RunOptions {
     pub namespace: Option<String>,
     pub replica_image: Option<String>,
     pub route53_endpoint: Option<String>,
+    pub cluster_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,34 +176,35 @@ where
         opts.lease_namespace
     );
     metrics.set_leading(true);
+    // Losing the Lease aborts the in-flight reconciles instead of draining them: a
+    // membership change may take up to CHANGE_TIMEOUT (20 s), longer than the 15 s
+    // Lease, so draining could let two operators change one group at once. Dropping the
+    // controller future drops its reconciles at their next await point. A clean stop
+    // (SIGTERM) still drains, as it gives the Lease up only afterwards.
     let mut watch = leading.clone();
     let lost = async move {
         let _ = watch.wait_for(|l| !*l).await;
     };
     let stop = stopped();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    // Decides in a task why the controller stops; the controller only needs a Sync future.
-    let why = tokio::spawn(async move {
-        let lost_it = tokio::select! {
-            _ = lost => true,
-            _ = stop => false,
-        };
+    // Waits for the stop in a task; the controller only needs a Sync future.
+    let stopper = tokio::spawn(async move {
+        stop.await;
         let _ = done_tx.send(());
-        lost_it
     });
     let until = async move {
         let _ = done_rx.await;
     };
-    let controlled = control(client.clone(), opts, metrics.clone(), identity, until).await;
+    let controlled = tokio::select! {
+        result = control(client.clone(), opts, metrics.clone(), identity, until) => result,
+        () = lost => Err(RunError::LostLease),
+    };
+    stopper.abort();
     metrics.set_leading(false);
     // Dropping the receivers makes the lease task release the Lease.
     drop(leading);
     if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), task).await {
         tracing::warn!("lease task failed: {e}");
-    }
-    why.abort();
-    if why.await.unwrap_or(false) {
-        return Err(RunError::LostLease);
     }
     controlled
 }
@@ -254,6 +256,7 @@ async fn control(
         metrics,
         replica_image: opts.replica_image.clone(),
         route53_endpoint: opts.route53_endpoint.clone(),
+        cluster_domain: opts.cluster_domain.clone(),
     });
     Controller::new(clusters, watcher::Config::default().any_semantic())
         .owns(api::<StatefulSet>(&client, &opts.namespace), ours.clone())

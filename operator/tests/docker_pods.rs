@@ -171,6 +171,7 @@ fn rendered_pods_bootstrap_a_cluster_that_answers_srv() {
             &RenderInput {
                 statefulset_replicas: 3,
                 bootstrapped,
+                cluster_domain: "cluster.local".into(),
             },
         )
         .expect("render");
