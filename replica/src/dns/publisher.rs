@@ -32,7 +32,12 @@ impl Publisher {
         view: watch::Receiver<View>,
         leadership: watch::Receiver<Leadership>,
     ) -> Result<(Publisher, watch::Receiver<Arc<Zone>>), DnsError> {
-        let input = input_of(&view.borrow().clone(), &leadership.borrow(), &mut addresses).await;
+        // Copy both out first: a watch `Ref` held across the lookups' `.await` blocks the
+        // node loop's next `send` on a worker thread, which can stall the whole runtime
+        // (seen: a founder that never answered a handshake).
+        let current_view = view.borrow().clone();
+        let current_leadership = *leadership.borrow();
+        let input = input_of(&current_view, &current_leadership, &mut addresses).await;
         let first = Zone::build(&domain, &input)?;
         let (zone, rx) = watch::channel(Arc::new(first));
         Ok((
