@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the container images without pulling anything: compiles the static binaries on
-# this host (cargo profile `dist`, +crt-static for x86_64-unknown-linux-gnu), stages them
+# this host (cargo profile `dist`, +crt-static for <arch>-unknown-linux-gnu), stages them
 # with the host's CA bundle in a small build context, and builds the Dockerfile's
 # `replica-prebuilt` / `operator-prebuilt` targets.
 #
@@ -14,7 +14,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/concoord-target}"
-triple=x86_64-unknown-linux-gnu
+case "$(uname -m)" in
+  x86_64 | aarch64) triple="$(uname -m)-unknown-linux-gnu" ;;
+  *)
+    echo "build-images.sh: no static glibc target for $(uname -m) (x86_64 and aarch64 are supported)" >&2
+    exit 1
+    ;;
+esac
 ca_bundle="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
 die() { echo "build-images: $*" >&2; exit 1; }
