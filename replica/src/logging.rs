@@ -6,7 +6,7 @@
 //! thread reconnects with backoff.
 
 use crate::client::check_addr;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -62,7 +62,12 @@ fn install(default_level: &str, logger: Option<String>) -> Result<(), LoggingErr
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(io::stderr))
+        // Colours only for a person at a terminal, never in files, pipes or container logs.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(io::stderr().is_terminal())
+                .with_writer(io::stderr),
+        )
         .with(network)
         .try_init()
         .map_err(|e| LoggingError::AlreadySet(e.to_string()))
