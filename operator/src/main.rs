@@ -5,6 +5,8 @@ use concoord_operator::cli::{Cli, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything can open a TLS connection (the API server, Route53, EC2): see tls.rs.
+    concoord::tls::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

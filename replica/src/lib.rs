@@ -20,4 +20,5 @@ pub mod runtime;
 pub mod sim;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod tools;
