@@ -122,6 +122,49 @@ fn a_calm_run_answers_every_call() {
     assert_eq!(s.crashes + s.partitions + s.adds + s.removes, 0, "{s:?}");
 }
 
+/// Followers that restart (with their disk) or are cut off and healed, again and again,
+/// while the leader stays healthy: no seed may see another replica take over (pre-vote),
+/// and every run passes every check. Without pre-vote the same runs do change leaders.
+#[test]
+fn restarted_and_healed_followers_never_depose_a_healthy_leader() {
+    let cfg = |pre_vote: bool| {
+        let mut cfg = SimConfig {
+            replicas: 3,
+            faults: Faults {
+                follower_disruptions: true,
+                every_ms: (300, 1_200),
+                ..Faults::none()
+            },
+            ..SimConfig::default()
+        };
+        cfg.node.paxos.pre_vote = pre_vote;
+        cfg
+    };
+    let mut disrupted = 0;
+    let mut changes_without = 0;
+    for seed in 1..=20 {
+        let report = sim::run(seed, &cfg(true)).unwrap_or_else(|f| panic!("{f}"));
+        let s = &report.stats;
+        assert_eq!(s.leader_changes, 0, "seed {seed}: {s:?}");
+        disrupted += s.crashes + s.partitions;
+        if let Ok(r) = sim::run(seed, &cfg(false)) {
+            changes_without += r.stats.leader_changes;
+        }
+    }
+    eprintln!(
+        "20 seeds, {disrupted} follower restarts and isolations: 0 leader changes with pre-vote, \
+         {changes_without} without"
+    );
+    assert!(
+        disrupted >= 100,
+        "too few disruptions to mean anything: {disrupted}"
+    );
+    assert!(
+        changes_without > 0,
+        "without pre-vote the same disruptions should depose leaders"
+    );
+}
+
 /// The checks must catch a broken core: with a planted bug, some seed must break a
 /// safety check (a stall or a crash does not count: the checker has to see it).
 fn planted_bug_is_caught(name: &str, plant: impl Fn(&mut SimConfig)) {

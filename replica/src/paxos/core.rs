@@ -43,6 +43,9 @@ pub struct Config {
     pub unsafe_accept_lower_ballots: bool,
     /// Planted bug for testing the test harness: a candidate leads without phase 1.
     pub unsafe_skip_phase1: bool,
+    /// Ask a majority before running for leader (pre-vote). Off only in tests that show
+    /// what it prevents.
+    pub pre_vote: bool,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             durable: true,
             unsafe_accept_lower_ballots: false,
             unsafe_skip_phase1: false,
+            pre_vote: true,
         }
     }
 }
@@ -166,6 +170,13 @@ impl Recovery {
     }
 }
 
+/// A pre-vote under way: who would take part in an election of `round`.
+#[derive(Debug)]
+struct PreVote {
+    round: u64,
+    grants: BTreeSet<ReplicaId>,
+}
+
 #[derive(Debug)]
 enum Role {
     Follower,
@@ -209,6 +220,8 @@ pub struct Paxos {
     carry: VecDeque<Command>,
     /// The latest snapshot, sent to replicas that need slots compacted away.
     snapshot: Option<Snapshot>,
+    /// A follower's pre-vote, while it asks whether an election is wanted.
+    pre_vote: Option<PreVote>,
 }
 
 impl Paxos {
@@ -236,6 +249,7 @@ impl Paxos {
             max_round_seen: 0,
             carry: VecDeque::new(),
             snapshot: None,
+            pre_vote: None,
         };
         p.reset_election_timer(now);
         p
@@ -533,8 +547,16 @@ impl Paxos {
             }
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot, out),
             Message::InstallSnapshot { snapshot } => self.install(now, from, snapshot, out),
+            Message::PreVote {
+                round,
+                decided_upto,
+            } => self.on_pre_vote(now, from, round, decided_upto, out),
+            Message::PreVoteReply { round, granted } => {
+                self.on_pre_vote_reply(now, from, round, granted, out)
+            }
             Message::TakeOver { ballot } => {
-                // Only the leader we follow may hand over to us.
+                // Only the leader we follow may hand over to us; no pre-vote: the leader
+                // itself asked, and the others still hear from it.
                 if ballot == self.promised
                     && self.leader == Some(from)
                     && self.view.contains(self.id)
@@ -572,7 +594,11 @@ impl Paxos {
         match &self.role {
             Role::Follower => {
                 if now >= self.election_deadline_ms && self.view.contains(self.id) {
-                    self.start_candidacy(now, out);
+                    if self.cfg.pre_vote {
+                        self.start_pre_vote(now, out);
+                    } else {
+                        self.start_candidacy(now, out);
+                    }
                 }
             }
             Role::Candidate(c) => {
@@ -821,6 +847,8 @@ impl Paxos {
         }
         if ballot.leader != self.id {
             self.leader = Some(ballot.leader);
+            // A leader is alive: no election wanted.
+            self.pre_vote = None;
         }
         self.last_heard_ms = now;
         self.reset_election_timer(now);
@@ -893,9 +921,90 @@ impl Paxos {
         });
     }
 
+    // ----- pre-vote -----
+
+    /// The election timer ran out: ask the others whether they, too, miss the leader. Only
+    /// a majority's yes starts a real candidacy (which raises ballots and so deposes).
+    fn start_pre_vote(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let round = self.max_round_seen.max(self.promised.round) + 1;
+        self.pre_vote = Some(PreVote {
+            round,
+            grants: BTreeSet::from([self.id]),
+        });
+        // Unanswered, the next timeout asks again.
+        self.reset_election_timer(now);
+        for to in self.others().collect::<Vec<_>>() {
+            out.push(Output::Send {
+                to,
+                msg: Message::PreVote {
+                    round,
+                    decided_upto: self.decided_upto,
+                },
+            });
+        }
+        self.check_pre_votes(now, out);
+    }
+
+    /// Grants a pre-vote only when this replica misses a leader too: it is not leading and
+    /// has heard from no leader or candidate for the minimum election timeout. It also
+    /// prefers a candidate whose decided prefix is not far behind its own (that one would
+    /// spend its first moments as leader catching up). Changes nothing here either way.
+    fn on_pre_vote(
+        &mut self,
+        now: Millis,
+        from: ReplicaId,
+        round: u64,
+        decided_upto: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let close_enough = decided_upto >= self.decided_upto.saturating_sub(self.cfg.window as u64);
+        let granted = self.view.contains(from)
+            && !matches!(self.role, Role::Leader(_))
+            && now.saturating_sub(self.last_heard_ms) >= self.cfg.election_ms
+            && close_enough;
+        out.push(Output::Send {
+            to: from,
+            msg: Message::PreVoteReply { round, granted },
+        });
+    }
+
+    fn on_pre_vote_reply(
+        &mut self,
+        now: Millis,
+        from: ReplicaId,
+        round: u64,
+        granted: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if !granted || !self.view.contains(from) || !matches!(self.role, Role::Follower) {
+            return;
+        }
+        if let Some(p) = &mut self.pre_vote
+            && p.round == round
+        {
+            p.grants.insert(from);
+            self.check_pre_votes(now, out);
+        }
+    }
+
+    fn check_pre_votes(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let Some(p) = &self.pre_vote else {
+            return;
+        };
+        let granted = p
+            .grants
+            .iter()
+            .filter(|id| self.view.contains(**id))
+            .count();
+        if granted >= self.view.majority() {
+            self.start_candidacy(now, out);
+        }
+    }
+
     // ----- candidate -----
 
     fn start_candidacy(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.pre_vote = None;
         let round = self.max_round_seen.max(self.promised.round) + 1;
         self.max_round_seen = round;
         let ballot = Ballot {
@@ -1201,6 +1310,7 @@ impl Paxos {
         // sequence at the new leader, so nothing runs twice.
         self.carry.clear();
         self.role = Role::Follower;
+        self.pre_vote = None;
         self.leader = leader;
         self.last_heard_ms = now;
         self.reset_election_timer(now);

@@ -67,6 +67,13 @@ pub enum Message {
     InstallSnapshot { snapshot: Snapshot },
     /// The leader hands leadership over: start an election now.
     TakeOver { ballot: Ballot },
+    /// Pre-vote (as etcd's): "would you take part in an election of round `round`?" Asked
+    /// before a real candidacy, and changes nothing at the receiver, so a member that merely
+    /// lost touch (restarted, cut off) cannot depose a leader that a majority still hears.
+    PreVote { round: u64, decided_upto: u64 },
+    /// The answer: granted only by a member that has not heard from a leader for the
+    /// minimum election timeout itself.
+    PreVoteReply { round: u64, granted: bool },
 }
 
 impl Message {
@@ -83,6 +90,8 @@ impl Message {
             Message::Decided { .. } => "Decided",
             Message::InstallSnapshot { .. } => "InstallSnapshot",
             Message::TakeOver { .. } => "TakeOver",
+            Message::PreVote { .. } => "PreVote",
+            Message::PreVoteReply { .. } => "PreVoteReply",
         }
     }
 }

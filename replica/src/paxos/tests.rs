@@ -68,13 +68,17 @@ fn cfg() -> Config {
 
 impl Cluster {
     fn new(n: u64, seed: u64) -> Cluster {
+        Cluster::with_config(n, seed, cfg())
+    }
+
+    fn with_config(n: u64, seed: u64, config: Config) -> Cluster {
         let view = static_view(n);
         let mut nodes = BTreeMap::new();
         let mut executed = BTreeMap::new();
         for id in 1..=n {
             nodes.insert(
                 id,
-                Paxos::new(id, view.clone(), cfg(), seed ^ (id * 7919), 0),
+                Paxos::new(id, view.clone(), config.clone(), seed ^ (id * 7919), 0),
             );
             executed.insert(id, Vec::new());
         }
@@ -374,6 +378,27 @@ fn new_leader_reproposes_the_highest_accepted_value() {
     let mut p3 = Paxos::new(3, view, cfg(), 3, 0);
     let mut out = Vec::new();
     p3.tick(10_000, &mut out);
+    // It asks first (pre-vote); replica 2 misses the leader too.
+    let round = out.iter().find_map(|o| match o {
+        Output::Send {
+            msg: Message::PreVote { round, .. },
+            ..
+        } => Some(*round),
+        _ => None,
+    });
+    let Some(round) = round else {
+        panic!("no pre-vote sent: {out:?}")
+    };
+    out.clear();
+    p3.receive(
+        10_000,
+        2,
+        Message::PreVoteReply {
+            round,
+            granted: true,
+        },
+        &mut out,
+    );
     let ballot = match out.iter().find_map(|o| match o {
         Output::Send {
             msg: Message::Prepare { ballot, .. },
@@ -622,4 +647,249 @@ fn a_stale_leader_steps_down_before_installing_a_snapshot() {
     p.receive(1, 2, Message::InstallSnapshot { snapshot }, &mut out);
     assert!(!p.is_leader());
     assert_eq!(p.decided_upto(), 50);
+}
+
+// ----- a member that lost touch must not depose a healthy leader (pre-vote) -----
+
+const CALM: Faults = Faults {
+    loss: 0,
+    dup: 0,
+    max_delay: 3,
+    partitions: false,
+};
+
+/// The leader and its ballot, when exactly one replica leads.
+fn sole_leader(c: &Cluster) -> Option<(ReplicaId, Ballot)> {
+    let leaders: Vec<(ReplicaId, Ballot)> = c
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.is_leader())
+        .map(|(id, n)| (*id, n.ballot()))
+        .collect();
+    match leaders.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// A 3-replica group run calm until one leader is settled; returns it and a follower.
+fn settled(seed: u64, config: Config) -> (Cluster, (ReplicaId, Ballot), ReplicaId) {
+    let mut c = Cluster::with_config(3, seed, config);
+    for _ in 0..2000 {
+        c.step(CALM);
+    }
+    let Some(leader) = sole_leader(&c) else {
+        panic!("seed {seed}: no single leader after 2 s of calm");
+    };
+    let follower = c.nodes.keys().copied().find(|id| *id != leader.0);
+    let Some(follower) = follower else {
+        panic!("no follower");
+    };
+    (c, leader, follower)
+}
+
+/// Runs `ms` steps, proposing now and then; returns the leader changes seen (a new leader
+/// or a new ballot of the same leader, or a moment without a single leader).
+fn run_counting_leader_changes(c: &mut Cluster, ms: u64, first: (ReplicaId, Ballot)) -> u64 {
+    let mut changes = 0;
+    let mut last = Some(first);
+    for i in 0..ms {
+        c.step(CALM);
+        if i % 50 == 0 {
+            c.propose(Command::ExpireSession(10_000 + c.now), CALM);
+        }
+        let now = sole_leader(c);
+        if now != last {
+            changes += 1;
+            last = now;
+        }
+    }
+    changes
+}
+
+/// Cuts `victim` off from everyone (both ways) for `ms`, then heals; returns the leader
+/// changes during and after.
+fn partition_then_heal(c: &mut Cluster, victim: ReplicaId, leader: (ReplicaId, Ballot)) -> u64 {
+    for &other in c.nodes.keys() {
+        if other != victim {
+            c.cut.insert((victim, other));
+            c.cut.insert((other, victim));
+        }
+    }
+    // Twenty election timeouts and more, so the victim's timer fires again and again.
+    let mut changes = run_counting_leader_changes(c, 3000, leader);
+    c.cut.clear();
+    changes += run_counting_leader_changes(c, 3000, sole_leader(c).unwrap_or(leader));
+    changes
+}
+
+/// Restarts `victim` from scratch (its in-flight messages are lost), and keeps the leader's
+/// messages from reaching it for `silence` ms, as when the leader's connection still points
+/// at the old pod address; returns the leader changes.
+fn restart_unheard(
+    c: &mut Cluster,
+    victim: ReplicaId,
+    leader: (ReplicaId, Ballot),
+    config: Config,
+    silence: u64,
+) -> u64 {
+    c.in_flight.retain(|m| m.2 != victim);
+    let now = c.now;
+    c.nodes.insert(
+        victim,
+        Paxos::new(victim, static_view(3), config, victim * 31 + now, now),
+    );
+    c.executed.insert(victim, Vec::new());
+    c.cut.insert((leader.0, victim));
+    let mut changes = run_counting_leader_changes(c, silence, leader);
+    c.cut.clear();
+    changes += run_counting_leader_changes(c, 3000, sole_leader(c).unwrap_or(leader));
+    changes
+}
+
+#[test]
+fn a_partitioned_then_healed_member_causes_no_leader_change() {
+    for seed in 1..=20 {
+        let (mut c, leader, follower) = settled(seed, cfg());
+        let changes = partition_then_heal(&mut c, follower, leader);
+        assert_eq!(
+            changes, 0,
+            "seed {seed}: leader {leader:?} changed while a majority heard it"
+        );
+        assert_eq!(sole_leader(&c), Some(leader), "seed {seed}");
+        // The healed member follows the leader and has caught up.
+        assert_eq!(c.nodes[&follower].leader(), Some(leader.0), "seed {seed}");
+        assert_eq!(
+            c.nodes[&follower].decided_upto(),
+            c.nodes[&leader.0].decided_upto(),
+            "seed {seed}: the healed member did not catch up"
+        );
+        c.check_agreement();
+    }
+}
+
+#[test]
+fn a_restarted_member_causes_no_leader_change() {
+    for seed in 1..=20 {
+        let (mut c, leader, follower) = settled(seed, cfg());
+        let changes = restart_unheard(&mut c, follower, leader, cfg(), 2000);
+        assert_eq!(
+            changes, 0,
+            "seed {seed}: leader {leader:?} changed after a member restarted"
+        );
+        assert_eq!(sole_leader(&c), Some(leader), "seed {seed}");
+        assert_eq!(c.nodes[&follower].leader(), Some(leader.0), "seed {seed}");
+        c.check_agreement();
+    }
+}
+
+/// The scenarios above do disrupt a group without pre-vote: they are not vacuous.
+#[test]
+fn without_pre_vote_the_same_scenarios_depose_the_leader() {
+    let plain = Config {
+        pre_vote: false,
+        ..cfg()
+    };
+    let (mut c, leader, follower) = settled(7, plain.clone());
+    assert!(partition_then_heal(&mut c, follower, leader) > 0);
+    let (mut c, leader, follower) = settled(7, plain.clone());
+    assert!(restart_unheard(&mut c, follower, leader, plain, 2000) > 0);
+}
+
+#[test]
+fn a_dead_leader_is_still_replaced_with_pre_vote() {
+    for seed in 1..=20 {
+        let (mut c, leader, _) = settled(seed, cfg());
+        // The leader is cut off both ways: the other two must elect one of themselves.
+        for &other in c.nodes.keys() {
+            if other != leader.0 {
+                c.cut.insert((leader.0, other));
+                c.cut.insert((other, leader.0));
+            }
+        }
+        let mut new_leader = None;
+        for _ in 0..3000 {
+            c.step(CALM);
+            let others: Vec<ReplicaId> = c
+                .nodes
+                .iter()
+                .filter(|(id, n)| **id != leader.0 && n.is_leader())
+                .map(|(id, _)| *id)
+                .collect();
+            if let [one] = others.as_slice() {
+                new_leader = Some((*one, c.now));
+                break;
+            }
+        }
+        let Some((_, at)) = new_leader else {
+            panic!("seed {seed}: no new leader within 3 s of the leader's loss");
+        };
+        // Heard last at 2000 ms; elected within a few election timeouts.
+        assert!(
+            at < 2000 + 6 * cfg().election_ms,
+            "seed {seed}: elected at {at} ms"
+        );
+    }
+}
+
+#[test]
+fn a_pre_vote_changes_nothing_at_the_voter() {
+    let (mut c, leader, follower) = settled(3, cfg());
+    let voter = c
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader.0 && *id != follower);
+    let Some(voter) = voter else {
+        panic!("no third replica")
+    };
+    let before = (c.nodes[&voter].promised(), c.nodes[&voter].leader());
+    let now = c.now;
+    let mut out = Vec::new();
+    let round = before.0.round + 5;
+    let node = c.nodes.get_mut(&voter).unwrap();
+    node.receive(
+        now,
+        follower,
+        Message::PreVote {
+            round,
+            decided_upto: 0,
+        },
+        &mut out,
+    );
+    // It hears the leader, so it refuses, and it keeps its promise and its leader.
+    assert_eq!(
+        out,
+        vec![Output::Send {
+            to: follower,
+            msg: Message::PreVoteReply {
+                round,
+                granted: false
+            }
+        }]
+    );
+    assert_eq!((node.promised(), node.leader()), before);
+    // Long after the leader went quiet it would grant, and still change nothing.
+    let mut out = Vec::new();
+    let later = now + 10 * cfg().election_ms;
+    node.receive(
+        later,
+        follower,
+        Message::PreVote {
+            round,
+            decided_upto: node.decided_upto(),
+        },
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        vec![Output::Send {
+            to: follower,
+            msg: Message::PreVoteReply {
+                round,
+                granted: true
+            }
+        }]
+    );
+    assert_eq!((node.promised(), node.leader()), before);
 }

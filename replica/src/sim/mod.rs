@@ -44,6 +44,9 @@ pub struct Faults {
     pub membership: bool,
     /// A client is cut off from every replica for a while (its session may expire).
     pub client_isolation: bool,
+    /// A follower (never the leader) crashes and restarts with its disk, or is cut off
+    /// from everyone for a while: what must not cost an election.
+    pub follower_disruptions: bool,
     /// Time between two faults, drawn from this range.
     pub every_ms: (u64, u64),
 }
@@ -60,6 +63,7 @@ impl Default for Faults {
             partitions: true,
             membership: true,
             client_isolation: true,
+            follower_disruptions: false,
             every_ms: (150, 900),
         }
     }
@@ -78,6 +82,7 @@ impl Faults {
             partitions: false,
             membership: false,
             client_isolation: false,
+            follower_disruptions: false,
             every_ms: (1000, 1000),
         }
     }
@@ -156,6 +161,8 @@ pub struct Stats {
     pub removes: u64,
     pub session_ends: u64,
     pub final_slot: u64,
+    /// Times another replica took over as leader once the group had formed.
+    pub leader_changes: u64,
 }
 
 /// A run that passed every check.

@@ -139,6 +139,13 @@ impl fmt::Display for M<'_> {
                 snapshot.slot, snapshot.view.number
             ),
             Message::TakeOver { ballot } => write!(f, "TakeOver b={}", B(*ballot)),
+            Message::PreVote {
+                round,
+                decided_upto,
+            } => write!(f, "PreVote r={round} d={decided_upto}"),
+            Message::PreVoteReply { round, granted } => {
+                write!(f, "PreVoteReply r={round} granted={granted}")
+            }
         }
     }
 }

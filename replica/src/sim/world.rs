@@ -314,6 +314,8 @@ pub(super) struct World {
     verify_deadline: u64,
     /// The final read of the counter.
     pub(super) final_counter: Option<CallId>,
+    /// The replica seen leading last (for `Stats::leader_changes`).
+    last_leader: Option<ReplicaId>,
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -407,6 +409,7 @@ impl World {
             faults_end: 0,
             verify_deadline: 0,
             final_counter: None,
+            last_leader: None,
         }
     }
 
@@ -762,6 +765,12 @@ impl World {
         let Proc::Up(node) = &self.hosts[h].proc else {
             return;
         };
+        if node.is_leader() && self.last_leader != Some(node.id()) {
+            if self.last_leader.is_some() && self.phase == Phase::Running {
+                self.stats.leader_changes += 1;
+            }
+            self.last_leader = Some(node.id());
+        }
         let decided = node.paxos().decided_upto();
         if decided == self.hosts[h].decided {
             return;
@@ -1567,6 +1576,9 @@ impl World {
         if f.client_isolation {
             options.push((2, Fault::IsolateClient));
         }
+        if f.follower_disruptions {
+            options.extend([(2, Fault::RestartFollower), (2, Fault::IsolateFollower)]);
+        }
         let total: u64 = options.iter().map(|o| o.0).sum();
         let mut roll = self.rng.below(total);
         let mut chosen = None;
@@ -1718,6 +1730,47 @@ impl World {
                     "sim",
                     format_args!("ISOLATE the leader {who} for {} ms", until - self.now),
                 );
+            }
+            Fault::RestartFollower | Fault::IsolateFollower => {
+                // One follower at a time, so the leader keeps its majority throughout: the
+                // point is that such a leader is never deposed.
+                let now = self.now;
+                let cut_off = self.cuts.values().any(|until| *until > now);
+                if self.down_voters(&view) > 0 || cut_off {
+                    return;
+                }
+                let leader = self.leader_host();
+                let followers: Vec<usize> = up
+                    .iter()
+                    .copied()
+                    .filter(|h| Some(*h) != leader && view.id_of(&self.hosts[*h].addr).is_some())
+                    .collect();
+                let Some(&h) = self.rng.pick(&followers) else {
+                    return;
+                };
+                if matches!(fault, Fault::RestartFollower) {
+                    if !may_crash {
+                        return;
+                    }
+                    self.crash(h, false);
+                    let d = self.rng.range(50, 3_000);
+                    let inc = self.hosts[h].inc;
+                    self.after(d, Ev::Restart { host: h, inc });
+                } else {
+                    let until = self.now + self.rng.range(300, 3_000);
+                    for other in 0..self.hosts.len() {
+                        if other != h {
+                            self.cuts.insert((h, other), until);
+                            self.cuts.insert((other, h), until);
+                        }
+                    }
+                    self.stats.partitions += 1;
+                    let who = self.hosts[h].who();
+                    self.log(
+                        "sim",
+                        format_args!("ISOLATE the follower {who} for {} ms", until - self.now),
+                    );
+                }
             }
             Fault::Heal => {
                 if !self.cuts.is_empty() {
@@ -1937,6 +1990,8 @@ enum Fault {
     Add,
     Remove,
     IsolateClient,
+    RestartFollower,
+    IsolateFollower,
 }
 
 fn ensure(name: &str, type_name: &str, args: Vec<Value>) -> Command {
