@@ -349,6 +349,7 @@ impl ReplicaArgs {
             check_addr(logger).map_err(|e| CliError::Usage(format!("-l: {e}")))?;
         }
         Ok(ReplicaConfig {
+            advertise_ip: self.advertise_ip,
             object: self.objectname.clone(),
             addr: self.addr().to_string(),
             port: self.port,

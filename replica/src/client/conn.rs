@@ -123,6 +123,8 @@ pub(crate) enum Event {
         link: u64,
         error: String,
     },
+    /// A fresh SRV lookup of the group's domain: its addresses, or why it failed.
+    Discovered(Result<Vec<String>, String>),
 }
 
 /// Connects, then forwards every frame read to the driver until the connection fails.

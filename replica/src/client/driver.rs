@@ -9,7 +9,10 @@
 //! - calls made while a session is being opened wait in `queued`, and get their seq only
 //!   once the replicas know the session;
 //! - a connection is "proven" once it answered like a leader (a reply or a keep-alive ack);
-//!   while no connection is proven, calls fail after `failover_timeout` with `NoReplica`.
+//!   while no connection is proven, calls fail after `failover_timeout` with `NoReplica`;
+//! - a client that found the group through its domain looks the domain up again after every
+//!   round of addresses that all failed: replicas that restarted elsewhere (a pod's new IP)
+//!   are only found that way, so such a client never gives up on a stale list early.
 
 use super::ClientError;
 use super::ClientOptions;
@@ -125,6 +128,16 @@ impl Peers {
         self.preferred = Some(addr);
     }
 
+    /// A new list from discovery replaces the old one: addresses it no longer names
+    /// belong to no member any more.
+    fn replace(&mut self, list: Vec<String>) {
+        if self.preferred.as_ref().is_some_and(|p| !list.contains(p)) {
+            self.preferred = None;
+        }
+        self.list = list;
+        self.cursor = 0;
+    }
+
     fn len(&self) -> usize {
         self.list.len().max(1)
     }
@@ -178,6 +191,11 @@ pub(crate) struct Driver {
     tried: Vec<String>,
     last_error: String,
     ever_connected: bool,
+    /// The group's domain when the seeds came from SRV discovery: looked up again when
+    /// every address failed.
+    domain: Option<String>,
+    /// A lookup of `domain` is under way.
+    discovering: bool,
     connect_failures: usize,
     redirects: usize,
     next_keepalive: Instant,
@@ -190,6 +208,7 @@ impl Driver {
     pub(crate) fn new(
         opts: ClientOptions,
         seeds: Vec<String>,
+        domain: Option<String>,
         calls: mpsc::UnboundedReceiver<NewCall>,
         shared: Arc<Shared>,
         opened: Reply,
@@ -235,6 +254,8 @@ impl Driver {
             tried: Vec::new(),
             last_error: "no attempt yet".into(),
             ever_connected: false,
+            domain,
+            discovering: false,
             connect_failures: 0,
             redirects: 0,
             keepalive_sent: None,
@@ -453,6 +474,7 @@ impl Driver {
                     self.link_failed(error);
                 }
             }
+            Event::Discovered(found) => self.on_discovered(found),
         }
     }
 
@@ -490,13 +512,19 @@ impl Driver {
         self.last_error = conn::reason(error);
         tracing::debug!(error = %self.last_error, "connect failed");
         self.connect_failures += 1;
-        if !self.ever_connected && self.connect_failures >= self.peers.len() {
-            // Nothing answered at all: say so now rather than after the failover timeout.
+        // Nothing answered at all: say so now rather than after the failover timeout, unless
+        // the addresses came from DNS, where a new lookup may find the members elsewhere.
+        if !self.ever_connected
+            && self.connect_failures >= self.peers.len()
+            && self.domain.is_none()
+        {
             let e = self.no_replica();
             self.fail_waiting(&e);
         }
-        // Try the next address at once, but pause after a full round of failures.
+        // Try the next address at once, but pause (and look the domain up again) after a
+        // full round of failures.
         let delay = if self.connect_failures.is_multiple_of(self.peers.len()) {
+            self.rediscover();
             self.backoff.next()
         } else {
             Duration::ZERO
@@ -505,6 +533,41 @@ impl Driver {
             retry_at: now + delay,
         };
         self.leaderless_since.get_or_insert(now);
+    }
+
+    /// Looks the group's domain up again in the background (one lookup at a time).
+    fn rediscover(&mut self) {
+        let Some(domain) = self.domain.clone() else {
+            return;
+        };
+        if self.discovering {
+            return;
+        }
+        self.discovering = true;
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let found = crate::dns::discover::members(&domain, None)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = events.send(Event::Discovered(found)).await;
+        });
+    }
+
+    fn on_discovered(&mut self, found: Result<Vec<String>, String>) {
+        self.discovering = false;
+        match found {
+            Ok(list) if !list.is_empty() => {
+                if list != self.peers.list {
+                    tracing::debug!(?list, "the domain now lists other replicas");
+                }
+                self.peers.replace(list);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "looking the domain up again failed");
+                self.last_error = format!("{}; looking the domain up again: {e}", self.last_error);
+            }
+        }
     }
 
     fn link_failed(&mut self, error: String) {

@@ -45,13 +45,25 @@ impl Client {
     /// `host:port`, or the group's domain, found through SRV), finds the leader and opens a
     /// session.
     pub async fn connect(addrs: &str, opts: ClientOptions) -> Result<Client, ClientError> {
-        let seeds = Seeds::parse(addrs)?.resolve().await?;
+        let parsed = Seeds::parse(addrs)?;
+        let seeds = parsed.resolve().await?;
+        let domain = match parsed {
+            Seeds::Domain(domain) => Some(domain),
+            Seeds::Addrs(_) => None,
+        };
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let (opened_tx, opened_rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             session: AtomicU64::new(random_session()),
         });
-        let driver = Driver::new(opts.clone(), seeds, calls_rx, shared.clone(), opened_tx);
+        let driver = Driver::new(
+            opts.clone(),
+            seeds,
+            domain,
+            calls_rx,
+            shared.clone(),
+            opened_tx,
+        );
         tokio::spawn(driver.run());
         match opened_rx.await {
             Ok(Ok(_)) => Ok(Client {

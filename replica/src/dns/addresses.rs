@@ -2,9 +2,16 @@
 //! resolved by `net::resolve` (and remembered for a while, so a view change does not
 //! wait for it), and this replica's own record may be overridden (`--advertise-ip`: a pod's
 //! current IP behind its stable name).
+//!
+//! What the members say beats what DNS says: a member that announces its IP on its link to
+//! us (`--advertise-ip`) is published at that IP the moment it links again after a restart,
+//! and with no address while it has no link (its old IP belongs to nobody any more). A
+//! member that announces nothing but linked to us again is looked up afresh, since a
+//! restarted container may have a new IP behind the same name.
 
 use super::zone::host_of;
 use crate::command::{ReplicaId, View};
+use crate::runtime::{PeerPresence, Presence};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -18,7 +25,9 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct AddressBook {
     own: Option<(ReplicaId, IpAddr)>,
-    cache: HashMap<String, (Instant, Vec<IpAddr>)>,
+    /// Host name -> when it was looked up, what it gave, and the looked-up member's link
+    /// generation then.
+    cache: HashMap<String, (Instant, Vec<IpAddr>, u64)>,
 }
 
 impl AddressBook {
@@ -30,13 +39,32 @@ impl AddressBook {
         }
     }
 
-    /// The addresses of every member of `view`.
-    pub async fn resolve(&mut self, view: &View) -> BTreeMap<ReplicaId, Vec<IpAddr>> {
+    /// The addresses of every member of `view`, given what the members' links said.
+    pub async fn resolve(
+        &mut self,
+        view: &View,
+        presence: &Presence,
+    ) -> BTreeMap<ReplicaId, Vec<IpAddr>> {
         let mut out = BTreeMap::new();
         for (&id, addr) in &view.members {
-            let ips = match self.own {
-                Some((own, ip)) if own == id => vec![ip],
-                _ => self.lookup(host_of(addr)).await,
+            let seen = presence.get(&id);
+            let ips = match (self.own, seen) {
+                (Some((own, ip)), _) if own == id => vec![ip],
+                (
+                    _,
+                    Some(PeerPresence {
+                        announced: Some(ip),
+                        connected,
+                        ..
+                    }),
+                ) => {
+                    // Without a link it is down or moving: its old IP is nobody's now.
+                    if *connected { vec![*ip] } else { Vec::new() }
+                }
+                (_, seen) => {
+                    let generation = seen.map_or(0, |p| p.generation);
+                    self.lookup(host_of(addr), generation).await
+                }
             };
             out.insert(id, ips);
         }
@@ -48,15 +76,20 @@ impl AddressBook {
 
     /// True when a cached host name is due for another lookup.
     pub fn stale(&self) -> bool {
-        self.cache.values().any(|(at, _)| at.elapsed() >= FRESH_FOR)
+        self.cache
+            .values()
+            .any(|(at, ..)| at.elapsed() >= FRESH_FOR)
     }
 
-    async fn lookup(&mut self, host: &str) -> Vec<IpAddr> {
+    /// `host`'s addresses, from the cache while it is fresh and the member has not linked
+    /// to us again since (`generation`).
+    async fn lookup(&mut self, host: &str, generation: u64) -> Vec<IpAddr> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return vec![ip];
         }
-        if let Some((at, ips)) = self.cache.get(host)
+        if let Some((at, ips, seen)) = self.cache.get(host)
             && at.elapsed() < FRESH_FOR
+            && *seen == generation
         {
             return ips.clone();
         }
@@ -74,7 +107,7 @@ impl AddressBook {
             }
         };
         self.cache
-            .insert(host.to_string(), (Instant::now(), ips.clone()));
+            .insert(host.to_string(), (Instant::now(), ips.clone(), generation));
         ips
     }
 
@@ -82,7 +115,7 @@ impl AddressBook {
     fn previous(&self, host: &str) -> Vec<IpAddr> {
         self.cache
             .get(host)
-            .map(|(_, ips)| ips.clone())
+            .map(|(_, ips, _)| ips.clone())
             .unwrap_or_default()
     }
 }

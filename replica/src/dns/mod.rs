@@ -80,19 +80,22 @@ pub async fn bind(settings: &DnsSettings) -> Result<server::Sockets, DnsError> {
     server::bind(settings.listen).await
 }
 
-/// Starts serving `settings.domain` on `sockets` for the replica `id`, from its `view`
-/// and `leadership`. Returns once the first zone is built.
+/// Starts serving `settings.domain` on `sockets` for the replica `id`, from its `view`,
+/// `leadership` and what it knows of the other members' links (`presence`: the IPs they
+/// announce). Returns once the first zone is built.
 pub async fn start(
     settings: &DnsSettings,
     sockets: server::Sockets,
     id: ReplicaId,
     view: watch::Receiver<View>,
     leadership: watch::Receiver<leader::Leadership>,
+    presence: watch::Receiver<crate::runtime::Presence>,
 ) -> Result<Nameserver, DnsError> {
     let domain = zone::parse_domain(&settings.domain)?;
     let book = addresses::AddressBook::new(settings.advertise_ip.map(|ip| (id, ip)));
     let (publisher, zone) =
-        publisher::Publisher::start(domain.clone(), book, view, leadership.clone()).await?;
+        publisher::Publisher::start(domain.clone(), book, view, leadership.clone(), presence)
+            .await?;
     let listening = sockets.serve(zone.clone());
     let addr = listening.addr;
     tokio::spawn(publisher.run());

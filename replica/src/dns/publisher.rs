@@ -7,6 +7,7 @@ use super::addresses::AddressBook;
 use super::leader::Leadership;
 use super::zone::{Zone, ZoneInput};
 use crate::command::View;
+use crate::runtime::Presence;
 use hickory_proto::rr::Name;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub struct Publisher {
     addresses: AddressBook,
     view: watch::Receiver<View>,
     leadership: watch::Receiver<Leadership>,
+    presence: watch::Receiver<Presence>,
     zone: watch::Sender<Arc<Zone>>,
 }
 
@@ -31,13 +33,21 @@ impl Publisher {
         mut addresses: AddressBook,
         view: watch::Receiver<View>,
         leadership: watch::Receiver<Leadership>,
+        presence: watch::Receiver<Presence>,
     ) -> Result<(Publisher, watch::Receiver<Arc<Zone>>), DnsError> {
         // Copy both out first: a watch `Ref` held across the lookups' `.await` blocks the
         // node loop's next `send` on a worker thread, which can stall the whole runtime
         // (seen: a founder that never answered a handshake).
         let current_view = view.borrow().clone();
         let current_leadership = *leadership.borrow();
-        let input = input_of(&current_view, &current_leadership, &mut addresses).await;
+        let current_presence = presence.borrow().clone();
+        let input = input_of(
+            &current_view,
+            &current_leadership,
+            &current_presence,
+            &mut addresses,
+        )
+        .await;
         let first = Zone::build(&domain, &input)?;
         let (zone, rx) = watch::channel(Arc::new(first));
         Ok((
@@ -46,6 +56,7 @@ impl Publisher {
                 addresses,
                 view,
                 leadership,
+                presence,
                 zone,
             },
             rx,
@@ -58,17 +69,23 @@ impl Publisher {
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Without leadership news (its watcher gone) the zone still follows the view.
         let mut leadership_news = true;
+        let mut presence_news = true;
         loop {
             tokio::select! {
                 changed = self.view.changed() => if changed.is_err() { return },
                 changed = self.leadership.changed(), if leadership_news => {
                     leadership_news = changed.is_ok();
                 }
+                // A member linked again (maybe from a new IP) or went away.
+                changed = self.presence.changed(), if presence_news => {
+                    presence_news = changed.is_ok();
+                }
                 _ = refresh.tick() => if !self.addresses.stale() { continue },
             }
             let view = self.view.borrow_and_update().clone();
             let leadership = *self.leadership.borrow_and_update();
-            let input = input_of(&view, &leadership, &mut self.addresses).await;
+            let presence = self.presence.borrow_and_update().clone();
+            let input = input_of(&view, &leadership, &presence, &mut self.addresses).await;
             match Zone::build(&self.domain, &input) {
                 Ok(zone) => {
                     self.zone.send_if_modified(|current| {
@@ -95,9 +112,14 @@ impl Publisher {
     }
 }
 
-async fn input_of(view: &View, leadership: &Leadership, addresses: &mut AddressBook) -> ZoneInput {
+async fn input_of(
+    view: &View,
+    leadership: &Leadership,
+    presence: &Presence,
+    addresses: &mut AddressBook,
+) -> ZoneInput {
     ZoneInput {
-        ips: addresses.resolve(view).await,
+        ips: addresses.resolve(view, presence).await,
         view: view.clone(),
         leader: leadership.leader,
         round: leadership.round,

@@ -40,6 +40,10 @@ pub enum Role {
         addr: String,
         #[serde(default)]
         group: u64,
+        /// The IP the sender is reachable at now (`--advertise-ip`, a pod's IP), so the
+        /// others publish its new address as soon as it is back after a restart.
+        #[serde(default)]
+        ip: Option<std::net::IpAddr>,
     },
     /// A replica that is not a member yet and asks to join.
     Joiner { addr: String },

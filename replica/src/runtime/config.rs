@@ -22,6 +22,9 @@ pub struct ReplicaConfig {
     pub allow_fault_injection: bool,
     /// `-n` (and `-r`): serve DNS for the group's domain beside the replica.
     pub dns: Option<crate::dns::DnsSettings>,
+    /// `--advertise-ip`: this replica's current IP behind a stable `-a` name, announced to
+    /// the other members on every link it opens.
+    pub advertise_ip: Option<std::net::IpAddr>,
 }
 
 impl ReplicaConfig {

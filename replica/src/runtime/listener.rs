@@ -49,6 +49,9 @@ pub enum Input {
     PeerHello {
         id: ReplicaId,
         addr: String,
+        /// The IP it announced (`--advertise-ip`), if any.
+        ip: Option<std::net::IpAddr>,
+        conn: ConnId,
     },
     Closed {
         conn: ConnId,
@@ -149,8 +152,8 @@ async fn serve(
                 send(&inputs, Input::Client { conn, frame }).await?;
             }
         }
-        Role::Peer { id, addr, .. } => {
-            send(&inputs, Input::PeerHello { id, addr }).await?;
+        Role::Peer { id, addr, ip, .. } => {
+            send(&inputs, Input::PeerHello { id, addr, ip, conn }).await?;
             loop {
                 match frame::read_frame::<_, PeerFrame>(&mut reader).await? {
                     PeerFrame::Paxos(msg) => send(&inputs, Input::Peer { from: id, msg }).await?,

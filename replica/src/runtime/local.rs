@@ -35,6 +35,7 @@ pub async fn run_local(
             data_dir: None,
             allow_fault_injection: false,
             dns: None,
+            advertise_ip: None,
         };
         addrs.push(cfg.advertised());
         tasks.push(start_replica(cfg).await?);
@@ -47,6 +48,7 @@ pub async fn run_local(
                 first.id,
                 first.view.clone(),
                 first.leadership.clone(),
+                first.presence.clone(),
             )
             .await
             .map_err(dns_error)?,

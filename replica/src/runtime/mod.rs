@@ -18,7 +18,7 @@ use crate::state::StateMachine;
 use crate::storage::{Identity, Storage, StorageError};
 use listener::Input;
 use peers::Peers;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -65,6 +65,7 @@ pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
                 running.id,
                 running.view.clone(),
                 running.leadership.clone(),
+                running.presence.clone(),
             )
             .await
             .map_err(|e| RuntimeError::Other(e.to_string()))?,
@@ -131,6 +132,21 @@ pub struct Leadership {
     pub is_leader: bool,
 }
 
+/// What a replica knows of another member from the links that member opened to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerPresence {
+    /// The IP it announced in its latest hello (`--advertise-ip`), if it announces one.
+    pub announced: Option<std::net::IpAddr>,
+    /// A link from it is open now.
+    pub connected: bool,
+    /// Bumped on every new link from it: a member that reconnected may have moved, so a
+    /// host name looked up before is looked up again.
+    pub generation: u64,
+}
+
+/// Every member that ever linked to this replica, by id.
+pub type Presence = BTreeMap<ReplicaId, PeerPresence>;
+
 /// A replica running in this process.
 pub struct Running {
     pub task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
@@ -140,6 +156,8 @@ pub struct Running {
     pub id: ReplicaId,
     /// Leadership as this replica sees it, updated as it changes.
     pub leadership: watch::Receiver<Leadership>,
+    /// The other members' links to this replica and the IPs they announced.
+    pub presence: watch::Receiver<Presence>,
     /// The node loop's input queue, for a graceful stop.
     inputs: mpsc::Sender<listener::Input>,
 }
@@ -291,12 +309,15 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
     };
     let group = node.view().group;
     let _ = identity_tx.send((node.id(), group));
-    let mut peers = Peers::new(node.id(), me.clone(), group);
+    let mut peers = Peers::new(node.id(), me.clone(), cfg.advertise_ip, group);
     peers.update(&view);
     let id = node.id();
     let (view_tx, view_rx) = watch::channel(view);
     let (leadership_tx, leadership_rx) = watch::channel(Leadership::default());
+    let (presence_tx, presence_rx) = watch::channel(Presence::new());
     let mut driver = Driver {
+        presence: presence_tx,
+        inbound: HashMap::new(),
         node,
         peers,
         view: view_tx,
@@ -317,6 +338,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         view: view_rx,
         id,
         leadership: leadership_rx,
+        presence: presence_rx,
         inputs: inputs_tx,
     })
 }
@@ -329,6 +351,9 @@ struct Driver {
     /// Published views, newest only; replayed history (older numbers) is not published.
     view: watch::Sender<View>,
     leadership: watch::Sender<Leadership>,
+    presence: watch::Sender<Presence>,
+    /// The open link from each member, by connection (the newest wins).
+    inbound: HashMap<ReplicaId, ConnId>,
     clock: Instant,
     _identity: watch::Sender<(ReplicaId, u64)>,
     /// `-w`: the write-ahead log; None keeps everything in memory.
@@ -394,6 +419,7 @@ impl Driver {
             Input::Closed { conn } => {
                 self.clients.remove(&conn);
                 self.joiners.remove(&conn);
+                self.peer_link_closed(conn);
                 self.node.on_closed(conn);
                 return;
             }
@@ -428,8 +454,9 @@ impl Driver {
                 self.node.on_join(now, conn, addr)
             }
             Input::Peer { from, msg } => self.node.on_peer(now, from, msg),
-            Input::PeerHello { id, addr } => {
+            Input::PeerHello { id, addr, ip, conn } => {
                 self.peers.ensure(id, &addr);
+                self.peer_link_opened(id, ip, conn);
                 return;
             }
             Input::HandOver { done } => {
@@ -442,6 +469,34 @@ impl Driver {
             }
         };
         self.perform(actions);
+    }
+
+    /// A member linked to us (again): note the IP it announced, and that it may have moved.
+    fn peer_link_opened(&mut self, id: ReplicaId, ip: Option<std::net::IpAddr>, conn: ConnId) {
+        self.inbound.insert(id, conn);
+        self.presence.send_modify(|all| {
+            let p = all.entry(id).or_default();
+            p.announced = ip;
+            p.connected = true;
+            p.generation += 1;
+        });
+    }
+
+    fn peer_link_closed(&mut self, conn: ConnId) {
+        let Some(id) = self
+            .inbound
+            .iter()
+            .find(|(_, c)| **c == conn)
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        self.inbound.remove(&id);
+        self.presence.send_modify(|all| {
+            if let Some(p) = all.get_mut(&id) {
+                p.connected = false;
+            }
+        });
     }
 
     /// A halted replica still answers, with the reason it cannot serve.

@@ -9,6 +9,7 @@ use crate::net::frame::{self, FrameError};
 use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
 use crate::paxos::Message;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -20,6 +21,8 @@ const MAX_RETIRED: usize = 16;
 pub struct Peers {
     me: ReplicaId,
     my_addr: String,
+    /// Our current IP, announced in every hello (`--advertise-ip`).
+    my_ip: Option<IpAddr>,
     /// Our group, announced in every hello so other groups refuse us (and we them).
     group: u64,
     links: HashMap<ReplicaId, (String, mpsc::Sender<Message>)>,
@@ -29,10 +32,11 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(me: ReplicaId, my_addr: String, group: u64) -> Peers {
+    pub fn new(me: ReplicaId, my_addr: String, my_ip: Option<IpAddr>, group: u64) -> Peers {
         Peers {
             me,
             my_addr,
+            my_ip,
             group,
             links: HashMap::new(),
             retired: VecDeque::new(),
@@ -74,17 +78,20 @@ impl Peers {
             if id == self.me || self.links.contains_key(&id) {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(LINK_QUEUE);
-            tokio::spawn(run_link(
-                self.me,
-                self.my_addr.clone(),
-                self.group,
-                id,
-                addr.to_string(),
-                rx,
-            ));
-            self.links.insert(id, (addr.to_string(), tx));
+            self.open(id, addr);
         }
+    }
+
+    fn open(&mut self, id: ReplicaId, addr: &str) {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let hello = Hello::new(Role::Peer {
+            id: self.me,
+            addr: self.my_addr.clone(),
+            group: self.group,
+            ip: self.my_ip,
+        });
+        tokio::spawn(run_link(hello, id, addr.to_string(), rx));
+        self.links.insert(id, (addr.to_string(), tx));
     }
 
     /// Makes sure we can answer a replica that linked to us, though our view may not
@@ -95,16 +102,7 @@ impl Peers {
         if id == self.me || self.links.contains_key(&id) {
             return;
         }
-        let (tx, rx) = mpsc::channel(LINK_QUEUE);
-        tokio::spawn(run_link(
-            self.me,
-            self.my_addr.clone(),
-            self.group,
-            id,
-            addr.to_string(),
-            rx,
-        ));
-        self.links.insert(id, (addr.to_string(), tx));
+        self.open(id, addr);
         if !self.retired.contains(&id) {
             self.retired.push_back(id);
         }
@@ -125,17 +123,10 @@ impl Peers {
     }
 }
 
-async fn run_link(
-    me: ReplicaId,
-    my_addr: String,
-    group: u64,
-    peer: ReplicaId,
-    addr: String,
-    mut rx: mpsc::Receiver<Message>,
-) {
+async fn run_link(hello: Hello, peer: ReplicaId, addr: String, mut rx: mpsc::Receiver<Message>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match stream_to(me, &my_addr, group, &addr, &mut rx).await {
+        match stream_to(&hello, &addr, &mut rx).await {
             Ok(()) => return, // the view dropped this peer
             Err(e) => {
                 tracing::debug!(peer, %addr, "peer link down: {e}");
@@ -153,9 +144,7 @@ async fn run_link(
 
 /// Connects and streams until the channel closes (Ok) or the connection fails (Err).
 async fn stream_to(
-    me: ReplicaId,
-    my_addr: &str,
-    group: u64,
+    hello: &Hello,
     addr: &str,
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<(), FrameError> {
@@ -170,12 +159,7 @@ async fn stream_to(
     let (r, w) = stream.into_split();
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
-    let hello = Hello::new(Role::Peer {
-        id: me,
-        addr: my_addr.to_string(),
-        group,
-    });
-    frame::write_frame(&mut writer, &hello).await?;
+    frame::write_frame(&mut writer, hello).await?;
     match frame::read_frame_within::<_, Welcome>(&mut reader, frame::HANDSHAKE_TIMEOUT).await? {
         Welcome::Accepted { .. } => {}
         Welcome::Refused { reason } => {
