@@ -557,10 +557,16 @@ impl Driver {
         self.discovering = false;
         match found {
             Ok(list) if !list.is_empty() => {
-                if list != self.peers.list {
-                    tracing::debug!(?list, "the domain now lists other replicas");
-                }
+                let news = list != self.peers.list;
                 self.peers.replace(list);
+                if news {
+                    // Addresses we have not failed on yet: try them now, not after the pause.
+                    tracing::debug!(list = ?self.peers.list, "the domain now lists other replicas");
+                    self.backoff.reset();
+                    if let Link::Down { retry_at } = &mut self.link {
+                        *retry_at = Instant::now();
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => {
