@@ -72,7 +72,9 @@ for image in "${images[@]}"; do
   if readelf -l "$built" | grep -q 'program interpreter'; then
     die "$built is dynamically linked (expected a static binary)"
   fi
-  cp "$built" "$stage/$bin"
+  # install, not cp: cp onto the placeholder an earlier image left (below) would keep the
+  # placeholder's mode, 0644, and the image's entrypoint could not be executed.
+  install -m 0755 "$built" "$stage/$bin"
   # The classic builder also runs the stages before the target, so every COPY source must
   # exist; a placeholder for the binary not built here ends up in no image.
   for other in concoord concoord-operator; do [ -e "$stage/$other" ] || : >"$stage/$other"; done
@@ -82,6 +84,9 @@ for image in "${images[@]}"; do
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
     --build-arg CREATED="$created" --build-arg SOURCE="$source_url" \
     -t "concoord/$image:$version" -t "concoord/$image:dev" "$stage" >/dev/null
+  # The image must run its binary (no shell needed: the entrypoint is the binary).
+  ran="$(docker run --rm "concoord/$image:$version" --version 2>&1)" ||
+    die "concoord/$image:$version does not run its binary: $ran"
   size="$(docker image inspect --format '{{.Size}}' "concoord/$image:$version")"
   echo "concoord/$image:$version concoord/$image:dev $((size / 1024 / 1024)) MiB ($size bytes)"
 done
