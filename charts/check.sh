@@ -17,7 +17,10 @@ cd "$(dirname "$0")/.."
 
 CHART=charts/concoord
 CRD_NAME=concoord.io_concoordclusters.yaml
-KUBE_VERSIONS="${CHART_KUBE_VERSIONS:-1.28,1.35}"
+# The oldest Kubernetes the chart claims (Chart.yaml kubeVersion) and the newest we know:
+# the rendered manifests must be valid on both.
+MIN_KUBE="$(sed -n 's/^kubeVersion: *">= *\([0-9]*\.[0-9]*\).*/\1/p' "$CHART/Chart.yaml")"
+KUBE_VERSIONS="${CHART_KUBE_VERSIONS:-${MIN_KUBE:-1.25},1.35}"
 
 step() { printf -- '-- %s\n' "$*"; }
 die() {
@@ -27,6 +30,7 @@ die() {
 
 tools="$(bash charts/tools.sh)"
 PATH="$tools:$PATH"
+[ -n "$MIN_KUBE" ] || die "$CHART/Chart.yaml has no kubeVersion of the form \">=X.Y...\""
 step "tools: $(helm version --short), kubectl $(kubectl version --client -o json | validate-python -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 
 work="$(mktemp -d)"
