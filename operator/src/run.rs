@@ -96,6 +96,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             addr: opts.metrics_addr,
             source,
         })?;
+    // The bound address, so `--metrics-addr 127.0.0.1:0` tells where it went.
+    match listener.local_addr() {
+        Ok(bound) => tracing::info!("serving /metrics, /healthz and /readyz on {bound}"),
+        Err(e) => tracing::warn!("serving /metrics on {}: {e}", opts.metrics_addr),
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

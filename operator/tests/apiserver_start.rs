@@ -24,6 +24,7 @@ fn operator_binary() -> PathBuf {
     }
 }
 
+/// A port nothing listened on a moment ago (for a check-health that must fail).
 fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     listener
@@ -60,6 +61,29 @@ impl Operator {
 
     fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where the operator serves /readyz: it is started on port 0 (a port picked by the
+    /// test could be taken by another socket before the operator binds it) and logs the
+    /// address it got.
+    async fn metrics_addr(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.assert_running("before it served metrics");
+            let found = self.output().lines().find_map(|line| {
+                let (_, rest) = line.split_once("/readyz on ")?;
+                rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator did not say where it serves /readyz within 30 s:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Panics with the operator's output when it has exited.
@@ -126,11 +150,10 @@ async fn starts_and_stays_up(extra: &[&str]) -> FakeApiServer {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
-    let metrics = free_port();
-    let addr = metrics.to_string();
-    let mut args = vec!["run", "--metrics-addr", addr.as_str()];
+    let mut args = vec!["run", "--metrics-addr", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut operator = Operator::start(&kubeconfig, dir.path(), &args);
+    let metrics = operator.metrics_addr().await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -266,11 +289,10 @@ async fn operator_with_an_untrusted_server_fails_with_a_clear_error() {
         text.replace(&other.addr.to_string(), &api.addr.to_string()),
     )
     .unwrap_or_else(|e| panic!("rewrite kubeconfig: {e}"));
-    let metrics = free_port().to_string();
     let mut operator = Operator::start(
         &kubeconfig,
         dir.path(),
-        &["run", "--metrics-addr", &metrics],
+        &["run", "--metrics-addr", "127.0.0.1:0"],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {

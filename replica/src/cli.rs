@@ -393,7 +393,6 @@ impl ReplicaArgs {
         Ok(Some(crate::dns::DnsSettings {
             domain: domain.clone(),
             listen: std::net::SocketAddr::new(ip, self.dns_port),
-            advertise_ip: self.advertise_ip,
             route53: self.route53.then(|| crate::dns::route53::Route53Settings {
                 zone_id: self.route53_zone_id.clone(),
                 dry_run: self.route53_dry_run,
@@ -729,7 +728,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let dns = (args.dns_port != 0).then(|| crate::dns::DnsSettings {
                 domain: args.domainname.clone(),
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.dns_port)),
-                advertise_ip: None,
                 route53: None,
             });
             runtime::run_local(usize::from(args.replicas), args.port, object, dns).await?;
@@ -886,7 +884,7 @@ mod tests {
         assert_eq!(dns.domain, "counterdomain.com");
         assert_eq!(dns.listen, "127.0.0.2:5353".parse().unwrap());
         assert_eq!(dns.route53, None);
-        let dns = replica(&[
+        let cfg = replica(&[
             "-n",
             "counterdomain.com",
             "-a",
@@ -899,11 +897,10 @@ mod tests {
             "10.1.2.3",
         ])
         .config()
-        .unwrap()
-        .dns
         .unwrap();
+        assert_eq!(cfg.advertise_ip, Some("10.1.2.3".parse().unwrap()));
+        let dns = cfg.dns.unwrap();
         assert_eq!(dns.listen, "0.0.0.0:53".parse().unwrap());
-        assert_eq!(dns.advertise_ip, Some("10.1.2.3".parse().unwrap()));
         let r53 = dns.route53.unwrap();
         assert_eq!((r53.zone_id.as_deref(), r53.dry_run), (Some("Z123"), true));
         // -r needs the domain; a bad domain is refused.

@@ -21,9 +21,8 @@ pub mod zone;
 #[cfg(test)]
 mod tests;
 
-use crate::command::{ReplicaId, View};
 use route53::Route53Settings;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -49,15 +48,13 @@ fn bind_hint(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// What `-n`, `--dns-*`, `--advertise-ip` and `-r` ask for.
+/// What `-n`, `--dns-*` and `-r` ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsSettings {
     /// `-n`: the domain served (e.g. `counterdomain.com`).
     pub domain: String,
     /// `--dns-addr` / `--dns-port`: where to answer.
     pub listen: SocketAddr,
-    /// `--advertise-ip`: the address published for this replica instead of its `-a`.
-    pub advertise_ip: Option<IpAddr>,
     /// `-r`: also keep a Route53 hosted zone in step.
     pub route53: Option<Route53Settings>,
 }
@@ -80,22 +77,25 @@ pub async fn bind(settings: &DnsSettings) -> Result<server::Sockets, DnsError> {
     server::bind(settings.listen).await
 }
 
-/// Starts serving `settings.domain` on `sockets` for the replica `id`, from its `view`,
-/// `leadership` and what it knows of the other members' links (`presence`: the IPs they
-/// announce). Returns once the first zone is built.
+/// Starts serving `settings.domain` on `sockets` for `replica`, from its view, its
+/// leadership, what it knows of the other members' links (the IPs they announce) and its
+/// own `--advertise-ip`. Returns once the first zone is built.
 pub async fn start(
     settings: &DnsSettings,
     sockets: server::Sockets,
-    id: ReplicaId,
-    view: watch::Receiver<View>,
-    leadership: watch::Receiver<leader::Leadership>,
-    presence: watch::Receiver<crate::runtime::Presence>,
+    replica: &crate::runtime::Running,
 ) -> Result<Nameserver, DnsError> {
     let domain = zone::parse_domain(&settings.domain)?;
-    let book = addresses::AddressBook::new(settings.advertise_ip.map(|ip| (id, ip)));
-    let (publisher, zone) =
-        publisher::Publisher::start(domain.clone(), book, view, leadership.clone(), presence)
-            .await?;
+    let book = addresses::AddressBook::new(replica.advertise_ip.map(|ip| (replica.id, ip)));
+    let leadership = replica.leadership.clone();
+    let (publisher, zone) = publisher::Publisher::start(
+        domain.clone(),
+        book,
+        replica.view.clone(),
+        leadership.clone(),
+        replica.presence.clone(),
+    )
+    .await?;
     let listening = sockets.serve(zone.clone());
     let addr = listening.addr;
     tokio::spawn(publisher.run());

@@ -42,16 +42,9 @@ pub async fn run_local(
     }
     let nameserver = match (&dns, dns_sockets, tasks.first()) {
         (Some(settings), Some(sockets), Some(first)) => Some(
-            crate::dns::start(
-                settings,
-                sockets,
-                first.id,
-                first.view.clone(),
-                first.leadership.clone(),
-                first.presence.clone(),
-            )
-            .await
-            .map_err(dns_error)?,
+            crate::dns::start(settings, sockets, first)
+                .await
+                .map_err(dns_error)?,
         ),
         _ => None,
     };

@@ -59,16 +59,9 @@ pub async fn run_replica(cfg: ReplicaConfig) -> Result<(), RuntimeError> {
     let running = start_replica(cfg).await?;
     let nameserver = match (dns, dns_sockets) {
         (Some(settings), Some(sockets)) => Some(
-            crate::dns::start(
-                &settings,
-                sockets,
-                running.id,
-                running.view.clone(),
-                running.leadership.clone(),
-                running.presence.clone(),
-            )
-            .await
-            .map_err(|e| RuntimeError::Other(e.to_string()))?,
+            crate::dns::start(&settings, sockets, &running)
+                .await
+                .map_err(|e| RuntimeError::Other(e.to_string()))?,
         ),
         _ => None,
     };
@@ -158,6 +151,8 @@ pub struct Running {
     pub leadership: watch::Receiver<Leadership>,
     /// The other members' links to this replica and the IPs they announced.
     pub presence: watch::Receiver<Presence>,
+    /// `--advertise-ip`: the IP this replica announces (and its nameserver publishes).
+    pub advertise_ip: Option<std::net::IpAddr>,
     /// The node loop's input queue, for a graceful stop.
     inputs: mpsc::Sender<listener::Input>,
 }
@@ -339,6 +334,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         id,
         leadership: leadership_rx,
         presence: presence_rx,
+        advertise_ip: cfg.advertise_ip,
         inputs: inputs_tx,
     })
 }
