@@ -284,13 +284,18 @@ step "delete a follower pod, then the leader pod"
 start_writer writer-failover
 follower="$(kubectl get concoordcluster "$NAME" -n "$NS" -o jsonpath='{.status.members[?(@.leader==false)].name}' | awk '{print $1}')"
 [ -n "$follower" ] || fail "status lists no follower"
+leader_before="$(ccc_field "$NS" "$NAME" .status.leader)"
 uid="$(kubectl get pod "$follower" -n "$NS" -o jsonpath='{.metadata.uid}')"
-info "deleting follower $follower"
+info "deleting follower $follower (leader $leader_before)"
 kubectl delete pod "$follower" -n "$NS" --wait=false
 wait_until 300 "$follower is back and Ready" pod_replaced "$NS" "$follower" "$uid"
 wait_until 300 "3 ready members again" cluster_settled "$NS" "$NAME" 3
 leader="$(ccc_field "$NS" "$NAME" .status.leader)"
 [ -n "$leader" ] || fail "status names no leader"
+# A member that restarts must not depose a leader that a majority still hears (pre-vote).
+[ "$leader" = "$leader_before" ] ||
+  fail "the leader changed from $leader_before to $leader when follower $follower restarted"
+pass "$leader_before still leads after $follower restarted"
 uid="$(kubectl get pod "$leader" -n "$NS" -o jsonpath='{.metadata.uid}')"
 view_before="$(ccc_field "$NS" "$NAME" .status.view)"
 info "deleting leader $leader (view $view_before)"
