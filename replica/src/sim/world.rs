@@ -1609,6 +1609,31 @@ impl World {
             .count()
     }
 
+    /// Crashes host `h` (keeping its disk) and restarts it within 3 s.
+    fn crash_then_restart(&mut self, h: usize) {
+        self.crash(h, false);
+        let d = self.rng.range(50, 3_000);
+        let inc = self.hosts[h].inc;
+        self.after(d, Ev::Restart { host: h, inc });
+    }
+
+    /// Cuts host `h` (the `role` it plays) off from everyone, both ways, for up to 3 s.
+    fn isolate(&mut self, h: usize, role: &str) {
+        let until = self.now + self.rng.range(300, 3_000);
+        for other in 0..self.hosts.len() {
+            if other != h {
+                self.cuts.insert((h, other), until);
+                self.cuts.insert((other, h), until);
+            }
+        }
+        self.stats.partitions += 1;
+        let who = self.hosts[h].who();
+        self.log(
+            "sim",
+            format_args!("ISOLATE the {role} {who} for {} ms", until - self.now),
+        );
+    }
+
     fn strike(&mut self, fault: Fault) {
         let view = self.current_view();
         let voters = view.members.len();
@@ -1633,10 +1658,7 @@ impl World {
                         self.hosts[h].crash_in_write = true;
                         return;
                     }
-                    self.crash(h, false);
-                    let d = self.rng.range(50, 3_000);
-                    let inc = self.hosts[h].inc;
-                    self.after(d, Ev::Restart { host: h, inc });
+                    self.crash_then_restart(h);
                 }
             }
             Fault::Wipe => {
@@ -1717,19 +1739,7 @@ impl World {
                 let Some(l) = self.leader_host() else {
                     return;
                 };
-                let until = self.now + self.rng.range(300, 3_000);
-                for other in 0..self.hosts.len() {
-                    if other != l {
-                        self.cuts.insert((l, other), until);
-                        self.cuts.insert((other, l), until);
-                    }
-                }
-                self.stats.partitions += 1;
-                let who = self.hosts[l].who();
-                self.log(
-                    "sim",
-                    format_args!("ISOLATE the leader {who} for {} ms", until - self.now),
-                );
+                self.isolate(l, "leader");
             }
             Fault::RestartFollower | Fault::IsolateFollower => {
                 // One follower at a time, so the leader keeps its majority throughout: the
@@ -1748,28 +1758,10 @@ impl World {
                 let Some(&h) = self.rng.pick(&followers) else {
                     return;
                 };
-                if matches!(fault, Fault::RestartFollower) {
-                    if !may_crash {
-                        return;
-                    }
-                    self.crash(h, false);
-                    let d = self.rng.range(50, 3_000);
-                    let inc = self.hosts[h].inc;
-                    self.after(d, Ev::Restart { host: h, inc });
-                } else {
-                    let until = self.now + self.rng.range(300, 3_000);
-                    for other in 0..self.hosts.len() {
-                        if other != h {
-                            self.cuts.insert((h, other), until);
-                            self.cuts.insert((other, h), until);
-                        }
-                    }
-                    self.stats.partitions += 1;
-                    let who = self.hosts[h].who();
-                    self.log(
-                        "sim",
-                        format_args!("ISOLATE the follower {who} for {} ms", until - self.now),
-                    );
+                if matches!(fault, Fault::IsolateFollower) {
+                    self.isolate(h, "follower");
+                } else if may_crash {
+                    self.crash_then_restart(h);
                 }
             }
             Fault::Heal => {
