@@ -37,7 +37,7 @@ pub struct RunOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot reach the Kubernetes API: {0}")]
+    #[error("cannot reach the Kubernetes API: {}", with_causes(.0))]
     Client(#[source] kube::Error),
     #[error(
         "cannot list ConCoordClusters (is the CRD installed? `concoord-operator crd | kubectl apply -f -`): {0}"
@@ -54,11 +54,32 @@ pub enum RunError {
     LostLease,
 }
 
+/// `error: cause: cause ...` on one line: kube's own messages ("ServiceError: client error
+/// (Connect)") leave out the part that says what to fix (an unknown CA, a refused port).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
 pub fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Colours only on a terminal: `kubectl logs` and log collectors get plain text.
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .try_init();
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -245,7 +266,14 @@ async fn control(
     clusters
         .list(&ListParams::default().limit(1))
         .await
-        .map_err(RunError::NoCrd)?;
+        .map_err(|e| match e {
+            // Only the API server saying "no such resource" means the CRD is missing; a
+            // connection or TLS failure must not send the user looking for it.
+            kube::Error::Api(status) if status.code == 404 => {
+                RunError::NoCrd(kube::Error::Api(status))
+            }
+            other => RunError::Client(other),
+        })?;
     let ours = watcher::Config::default().labels("app.kubernetes.io/managed-by=concoord-operator");
     let pods = watcher::Config::default().labels("app.kubernetes.io/name=concoord");
     let ctx = Arc::new(Context {

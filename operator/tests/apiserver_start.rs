@@ -250,6 +250,11 @@ async fn starts_and_stays_up(extra: &[&str]) -> FakeApiServer {
         !output.contains("panicked"),
         "the operator panicked:\n{output}"
     );
+    // Its log is a file here, as in a pod: plain text, no terminal colours.
+    assert!(
+        !output.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal:\n{output}"
+    );
     api
 }
 
@@ -312,8 +317,13 @@ async fn operator_with_an_untrusted_server_fails_with_a_clear_error() {
         !output.contains("panicked"),
         "the operator panicked:\n{output}"
     );
+    // It names the real cause (the certificate), not a missing CRD.
     assert!(
-        output.contains("ConCoordClusters") || output.contains("Kubernetes API"),
+        output.contains("cannot reach the Kubernetes API") && !output.contains("CRD installed"),
         "the error should say what failed: {output}"
+    );
+    assert!(
+        output.to_lowercase().contains("certificate"),
+        "the error should name the certificate problem: {output}"
     );
 }
