@@ -272,6 +272,23 @@ fn dig(c: &Cluster, server_ip: &str, name: &str, kind: &str) -> Result<String, E
     Ok(out.stdout)
 }
 
+/// `concoord call --dns-server <dns_ip>:DNS_PORT DOMAIN ARGS...` in a container on the
+/// cluster's network: its output, or the error it printed.
+fn call_through_dns(c: &Cluster, dns_ip: &str, args: &[&str]) -> Result<String, E2eError> {
+    let server = format!("{dns_ip}:{DNS_PORT}");
+    let mut call = vec!["call", "--dns-server", &server, DOMAIN];
+    call.extend_from_slice(args);
+    let out = c.tool(&call)?;
+    if !out.success() {
+        return Err(E2eError::Check(format!(
+            "concoord {} failed: {}",
+            call.join(" "),
+            out.stderr.trim()
+        )));
+    }
+    Ok(out.stdout.trim().to_string())
+}
+
 #[test]
 fn dig_from_another_container_finds_the_live_members() -> Result<(), E2eError> {
     scenario("dns", MEMORY, |c| {
@@ -311,22 +328,7 @@ fn dig_from_another_container_finds_the_live_members() -> Result<(), E2eError> {
             }
         }
         // A client finds the group by its domain through that nameserver.
-        let server = format!("{dns_ip}:{DNS_PORT}");
-        let out = c.tool(&[
-            "call",
-            "--dns-server",
-            &server,
-            DOMAIN,
-            "--create",
-            "hits",
-            "Counter",
-        ])?;
-        if !out.success() {
-            return Err(E2eError::Check(format!(
-                "call through DNS failed: {}",
-                out.stderr.trim()
-            )));
-        }
+        call_through_dns(c, &dns_ip, &["--create", "hits", "Counter"])?;
         // A replica that leaves the group leaves the SRV records.
         let gone = (0..c.spec.replicas)
             .rev()
@@ -370,7 +372,6 @@ fn dig_from_another_container_finds_the_live_members() -> Result<(), E2eError> {
 fn a_replica_restarted_at_a_new_ip_is_published_there_at_once() -> Result<(), E2eError> {
     scenario("new-ip", DURABLE, |c| {
         let dns_ip = c.replica(0).ip(&c.network.name)?;
-        let server = format!("{dns_ip}:{DNS_PORT}");
         let moved = (1..c.spec.replicas)
             .find(|&i| i != c.leader().unwrap_or(0))
             .unwrap_or(1);
@@ -402,36 +403,8 @@ fn a_replica_restarted_at_a_new_ip_is_published_there_at_once() -> Result<(), E2
             );
         }
         // A client through the domain still gets through with a member down.
-        let out = c.tool(&[
-            "call",
-            "--dns-server",
-            &server,
-            DOMAIN,
-            "--create",
-            "moves",
-            "Counter",
-        ])?;
-        if !out.success() {
-            return Err(E2eError::Check(format!(
-                "create through DNS: {}",
-                out.stderr.trim()
-            )));
-        }
-        let out = c.tool(&[
-            "call",
-            "--dns-server",
-            &server,
-            DOMAIN,
-            "moves",
-            "increment",
-        ])?;
-        if !out.success() {
-            return Err(E2eError::Check(format!(
-                "call through DNS with {} down failed: {}",
-                c.name(moved),
-                out.stderr.trim()
-            )));
-        }
+        call_through_dns(c, &dns_ip, &["--create", "moves", "Counter"])?;
+        call_through_dns(c, &dns_ip, &["moves", "increment"])?;
         c.act("start", moved)?;
         let started = Instant::now();
         let new_ip = c.replica(moved).ip(&c.network.name)?;
@@ -479,12 +452,10 @@ fn a_replica_restarted_at_a_new_ip_is_published_there_at_once() -> Result<(), E2
                 "SRV after the restart: {records:?}"
             )));
         }
-        let out = c.tool(&["call", "--dns-server", &server, DOMAIN, "moves", "getvalue"])?;
-        if !out.success() || out.stdout.trim() != "1" {
+        let value = call_through_dns(c, &dns_ip, &["moves", "getvalue"])?;
+        if value != "1" {
             return Err(E2eError::Check(format!(
-                "getvalue through DNS after the restart: {} {}",
-                out.stdout.trim(),
-                out.stderr.trim()
+                "getvalue through DNS after the restart: {value}"
             )));
         }
         drop(filler);

@@ -3,10 +3,13 @@
 //! as EC2 does for a cluster without instances. Before one provider was installed explicitly,
 //! a build with both of rustls's providers panicked on the first TLS connection.
 
+mod tls_support;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tls_support::{TestTls, test_tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -15,38 +18,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_concoord");
 
 /// EC2's answer to DescribeInstances when nothing matches.
 const NO_INSTANCES: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>tls-test</requestId><reservationSet/></DescribeInstancesResponse>";
-
-/// A CA and a certificate for localhost signed by it: (CA PEM, server config).
-fn tls_material() -> (String, rustls::ServerConfig) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap_or_else(|e| panic!("CA parameters: {e}"));
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "concoord-tls-test-ca");
-    let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
-    let ca = ca_params
-        .self_signed(&ca_key)
-        .unwrap_or_else(|e| panic!("CA certificate: {e}"));
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap_or_else(|e| panic!("server parameters: {e}"));
-    let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("server key: {e}"));
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .unwrap_or_else(|e| panic!("server certificate: {e}"));
-    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
-        .unwrap_or_else(|e| panic!("key DER: {e}"));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap_or_else(|e| panic!("TLS versions: {e}"))
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone(), ca.der().clone()], der)
-    .unwrap_or_else(|e| panic!("TLS config: {e}"));
-    (ca.pem(), config)
-}
 
 /// Reads one HTTP/1.1 request (headers, then Content-Length bytes of body).
 async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<String> {
@@ -77,7 +48,7 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ec2_list_over_https_to_an_endpoint_with_its_own_ca() {
-    let (ca_pem, config) = tls_material();
+    let TestTls { ca_pem, config } = test_tls("concoord-tls-test-ca");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let ca_file = dir.path().join("ca.pem");
     std::fs::File::create(&ca_file)

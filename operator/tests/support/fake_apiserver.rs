@@ -68,37 +68,8 @@ impl Drop for FakeApiServer {
 impl FakeApiServer {
     /// Starts the server on 127.0.0.1 with a CA and serving certificate of its own.
     pub async fn start() -> FakeApiServer {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap_or_else(|e| panic!("CA parameters: {e}"));
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "fake-apiserver-ca");
-        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
-        let ca_cert = ca_params
-            .self_signed(&ca_key)
-            .unwrap_or_else(|e| panic!("CA certificate: {e}"));
-        let server_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap_or_else(|e| panic!("server parameters: {e}"));
-        let server_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("server key: {e}"));
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-        let server_cert = server_params
-            .signed_by(&server_key, &issuer)
-            .unwrap_or_else(|e| panic!("server certificate: {e}"));
-
-        let chain = vec![server_cert.der().clone(), ca_cert.der().clone()];
-        let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
-            .unwrap_or_else(|e| panic!("server key DER: {e}"));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("TLS versions: {e}"))
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap_or_else(|e| panic!("TLS server config: {e}"));
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let tls = super::tls_support::test_tls("fake-apiserver-ca");
+        let acceptor = TlsAcceptor::from(Arc::new(tls.config));
 
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -135,7 +106,7 @@ impl FakeApiServer {
         });
         FakeApiServer {
             addr,
-            ca_pem: ca_cert.pem(),
+            ca_pem: tls.ca_pem,
             state,
             task,
         }
