@@ -1,0 +1,42 @@
+"""Questions any replica answers without a session: its status (replica/PROTOCOL.md,
+"Status")."""
+
+import socket
+
+from . import _discovery, _wire
+from .exceptions import ProtocolError
+
+
+def status(addr, timeout=2.0):
+    """The status report of the replica at ``addr`` ("host:port") as a dict: ``replica``,
+    ``view`` (members, learners), ``leader``, ``is_leader``, ``decided_upto``, ..."""
+    _discovery.check_addr(addr)
+    host, _, port = addr.rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        _send(sock, _wire.hello())
+        _wire.welcome_replica(_recv(sock))
+        _send(sock, _wire.STATUS)
+        tag, data = _wire.variant(_recv(sock))
+        if tag != "Status" or not isinstance(data, dict):
+            raise ProtocolError("unexpected answer to Status: %r" % tag)
+        return data
+
+
+def _send(sock, body):
+    sock.sendall(_wire.pack(body))
+
+
+def _recv(sock):
+    header = _recv_exactly(sock, 4)
+    return _wire.unpack(_recv_exactly(sock, _wire.frame_length(header)))
+
+
+def _recv_exactly(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ProtocolError("the replica closed the connection")
+        buf += chunk
+    return bytes(buf)

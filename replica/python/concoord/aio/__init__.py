@@ -1,0 +1,171 @@
+"""The asyncio client: the same methods as :class:`concoord.Client`, as coroutines.
+
+::
+
+    async with concoord.aio.Client("127.0.0.1:14000, 127.0.0.1:14001") as c:
+        counter = c.counter("hits")
+        await counter.increment()
+        async with c.lock("config"):
+            ...
+
+Many tasks may share one client: their calls are pipelined over one connection in one
+session.
+"""
+
+import asyncio
+import logging
+
+from .. import _wire
+from .._discovery import Seeds
+from .._engine import DEFAULT, Engine, Options
+from .._proxies import ASYNC
+from .._types import BY_CLASS, BY_MODULE, TYPES
+from ..exceptions import ClientClosed
+
+__all__ = ["Client", "connect"] + [t.cls for t in TYPES]
+
+globals().update(ASYNC)
+
+
+def type_name(type_):
+    """The replica-side name of a type given as a class name, short or dotted name, or a
+    proxy class."""
+    spec = getattr(type_, "_spec", None)
+    if spec is not None:
+        return spec.cls
+    if not isinstance(type_, str) or not type_:
+        raise TypeError("a type is a name such as 'Counter' or a proxy class, got %r" % (type_,))
+    return type_
+
+
+def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interval,
+                   keepalive_timeout, failover_timeout, token, debug):
+    if token is not None:
+        raise ValueError(
+            "ConCoord-rs replicas do not check security tokens yet: leave token=None"
+        )
+    if debug:
+        logging.getLogger("concoord").setLevel(logging.DEBUG)
+    for label, value in (("timeout", timeout), ("blocking_timeout", blocking_timeout)):
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise ValueError("%s must be a positive number of seconds or None" % label)
+    return Options(
+        timeout=timeout,
+        blocking_timeout=blocking_timeout,
+        connect_timeout=connect_timeout,
+        keepalive_interval=keepalive_interval,
+        keepalive_timeout=keepalive_timeout,
+        failover_timeout=failover_timeout,
+    )
+
+
+class Client:
+    """A session with a ConCoord-rs group.
+
+    ``addrs`` is ``"host:port, host:port"`` (any replicas of the group; the leader is found
+    through redirects) or the group's domain, looked up through its ``_concoord._tcp`` SRV
+    records (``dns_server="127.0.0.1:15353"`` asks that nameserver instead of the system's).
+    The session opens on ``await client.start()``, ``async with``, or the first call.
+    """
+
+    def __init__(self, addrs, *, timeout=30.0, blocking_timeout=None, connect_timeout=5.0,
+                 keepalive_interval=1.0, keepalive_timeout=3.0, failover_timeout=30.0,
+                 dns_server=None, token=None, debug=False):
+        options = client_options(timeout, blocking_timeout, connect_timeout,
+                                 keepalive_interval, keepalive_timeout, failover_timeout,
+                                 token, debug)
+        self._engine = Engine(Seeds(addrs, dns_server), options)
+        self._start = None
+        self._closed = False
+
+    async def start(self):
+        """Finds the group and opens the session (ConnectionError when nothing answers)."""
+        if self._closed:
+            raise ClientClosed("client closed")
+        if self._start is None:
+            self._start = asyncio.ensure_future(self._engine.start())
+        await asyncio.shield(self._start)
+        return self
+
+    async def close(self):
+        """Ends the session (releasing its locks and permits) and disconnects."""
+        self._closed = True
+        await self._engine.close()
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.close()
+        return False
+
+    @property
+    def session(self):
+        """The session id (None before the session opens)."""
+        return self._engine.session
+
+    async def _request(self, op, what, timeout):
+        await self.start()
+        return await self._engine.request(op, what, timeout)
+
+    async def call(self, obj, method, *args, blocking=False, timeout=DEFAULT):
+        """Calls ``method(*args)`` on the object named ``obj``."""
+        if not isinstance(method, str) or not method:
+            raise TypeError("a method name is a non-empty string, got %r" % (method,))
+        if timeout is DEFAULT:
+            options = self._engine.options
+            timeout = options.blocking_timeout if blocking else options.timeout
+        op = _wire.call_op(obj, method, args)
+        return await self._request(op, "%s.%s()" % (obj, method), timeout)
+
+    async def create(self, name, type_, *args):
+        """Creates the object ``name`` of ``type_`` (``"Counter"``, ``"counter"``,
+        ``"concoord.object.counter.Counter"`` or a proxy class) with constructor args."""
+        op = _wire.create_op(name, type_name(type_), args)
+        await self._request(op, "create %s" % name, self._engine.options.timeout)
+        return self.object(name, type_)
+
+    async def delete(self, name):
+        """Deletes the object ``name``; its waiting calls fail."""
+        await self._request(_wire.delete_op(name), "delete %s" % name,
+                            self._engine.options.timeout)
+
+    async def list(self):
+        """The group's objects: a dict from name to type name."""
+        return await self._request(_wire.LIST, "list", self._engine.options.timeout)
+
+    def object(self, name, type_):
+        """A proxy of the right class for the object ``name`` of ``type_``."""
+        cls = _proxy_class(type_)
+        return cls(self, name)
+
+
+def _proxy_class(type_):
+    spec = getattr(type_, "_spec", None)
+    if spec is None:
+        key = type_name(type_).rpartition(".")[2]
+        spec = BY_CLASS.get(key) or BY_MODULE.get(key.lower())
+        if spec is None:
+            raise TypeError("no built-in type named %r" % (type_,))
+    return ASYNC[spec.cls]
+
+
+def _accessor(cls, module):
+    def accessor(self, name=module):
+        return cls(self, name)
+
+    accessor.__name__ = module
+    accessor.__doc__ = "A %s proxy for the object ``name`` (default %r)." % (cls.__name__, module)
+    return accessor
+
+
+for _t in TYPES:
+    setattr(Client, _t.module, _accessor(ASYNC[_t.cls], _t.module))
+Client.bounded_semaphore = Client.boundedsemaphore
+Client.mesh_membership = Client.meshmembership
+Client.job_manager = Client.jobmanager
+
+
+async def connect(addrs, **options):
+    """``await connect(addrs)``: a started :class:`Client`."""
+    return await Client(addrs, **options).start()

@@ -1,0 +1,168 @@
+"""The blocking client: ``concoord.Client``.
+
+It runs the asyncio session engine on one background thread shared by every blocking client
+of the process; calls from any number of threads are pipelined over the client's one
+connection.
+"""
+
+import asyncio
+import atexit
+import threading
+import weakref
+
+from . import aio
+from ._engine import DEFAULT
+from ._proxies import SYNC
+from ._types import TYPES
+from .exceptions import ClientClosed
+
+__all__ = ["Client"]
+
+
+class _Loop:
+    """The event loop thread of the blocking clients (started on first use)."""
+
+    _lock = threading.Lock()
+    _loop = None
+
+    @classmethod
+    def get(cls):
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="concoord-client", daemon=True
+                )
+                thread.start()
+                cls._loop = loop
+            return cls._loop
+
+    @classmethod
+    def run(cls, coro):
+        """Runs ``coro`` on the loop thread and waits for it. Interrupting the wait (Ctrl-C)
+        cancels the call."""
+        loop = cls.get()
+        if _in_loop_thread(loop):
+            coro.close()
+            raise RuntimeError("a blocking ConCoord call cannot run inside its own event loop")
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+
+def _in_loop_thread(loop):
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+_open_clients = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit():
+    # End the sessions now rather than leaving locks held until the lease runs out.
+    for client in list(_open_clients):
+        try:
+            client.close()
+        except Exception:
+            pass
+
+
+class Client:
+    """A session with a ConCoord-rs group, for threads.
+
+    ``addrs`` is ``"host:port, host:port"`` (any replicas; the leader is found through
+    redirects) or the group's domain (SRV records ``_concoord._tcp.DOMAIN``;
+    ``dns_server="127.0.0.1:15353"`` asks that nameserver). The session opens here: a
+    :class:`concoord.ConnectionError` when no replica answers.
+
+    ``timeout`` bounds ordinary calls, ``blocking_timeout`` the calls that wait for other
+    clients (acquire, wait; default: no bound). The session is kept alive in the
+    background; ``close()`` (or leaving ``with Client(...) as c:``) ends it and releases what
+    it holds.
+    """
+
+    def __init__(self, addrs, *, timeout=30.0, blocking_timeout=None, connect_timeout=5.0,
+                 keepalive_interval=1.0, keepalive_timeout=3.0, failover_timeout=30.0,
+                 dns_server=None, token=None, debug=False):
+        self._aio = aio.Client(
+            addrs,
+            timeout=timeout,
+            blocking_timeout=blocking_timeout,
+            connect_timeout=connect_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            failover_timeout=failover_timeout,
+            dns_server=dns_server,
+            token=token,
+            debug=debug,
+        )
+        self._closed = False
+        _Loop.run(self._aio.start())
+        _open_clients.add(self)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        _open_clients.discard(self)
+        _Loop.run(self._aio.close())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def session(self):
+        return self._aio.session
+
+    def _run(self, coro):
+        if self._closed:
+            coro.close()
+            raise ClientClosed("client closed")
+        return _Loop.run(coro)
+
+    def call(self, obj, method, *args, blocking=False, timeout=DEFAULT):
+        """Calls ``method(*args)`` on the object named ``obj`` and returns its result."""
+        return self._run(self._aio.call(obj, method, *args, blocking=blocking, timeout=timeout))
+
+    def create(self, name, type_, *args):
+        """Creates the object ``name`` of ``type_`` (``"Counter"``, ``"counter"``, the
+        dotted ConCoord name or a proxy class) and returns its proxy."""
+        self._run(self._aio.create(name, type_, *args))
+        return self.object(name, type_)
+
+    def delete(self, name):
+        self._run(self._aio.delete(name))
+
+    def list(self):
+        """The group's objects: a dict from name to type name."""
+        return self._run(self._aio.list())
+
+    def object(self, name, type_):
+        """A proxy of the right class for the object ``name`` of ``type_``."""
+        return SYNC[aio._proxy_class(type_)._spec.cls](client=self, name=name)
+
+
+def _accessor(cls, module):
+    def accessor(self, name=module):
+        return cls(client=self, name=name)
+
+    accessor.__name__ = module
+    accessor.__doc__ = "A %s proxy for the object ``name`` (default %r)." % (cls.__name__, module)
+    return accessor
+
+
+for _t in TYPES:
+    setattr(Client, _t.module, _accessor(SYNC[_t.cls], _t.module))
+Client.bounded_semaphore = Client.boundedsemaphore
+Client.mesh_membership = Client.meshmembership
+Client.job_manager = Client.jobmanager

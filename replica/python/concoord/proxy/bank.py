@@ -1,0 +1,7 @@
+"""Bank proxy (Bank(): accounts with balances.)."""
+
+from .._proxies import SYNC
+
+Bank = SYNC["Bank"]
+
+__all__ = ["Bank"]

@@ -1,0 +1,7 @@
+"""Stack proxy (Stack(): LIFO.)."""
+
+from .._proxies import SYNC
+
+Stack = SYNC["Stack"]
+
+__all__ = ["Stack"]
