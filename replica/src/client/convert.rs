@@ -16,6 +16,42 @@ pub fn int(v: Value) -> Result<i64, ClientError> {
     }
 }
 
+/// An int or a float, as f64 (Bank balances are either).
+pub fn number(v: Value) -> Result<f64, ClientError> {
+    match &v {
+        Value::Integer(i) => i.as_f64().ok_or_else(|| wrong("a number", &v)),
+        Value::F32(f) => Ok(f64::from(*f)),
+        Value::F64(f) => Ok(*f),
+        _ => Err(wrong("a number", &v)),
+    }
+}
+
+/// `[{member: strikes}, epoch]`, as MeshMembership.notify_failure answers.
+pub fn strikes_and_epoch(v: Value) -> Result<(Vec<(Value, i64)>, i64), ClientError> {
+    match v {
+        Value::Array(items) if items.len() == 2 => {
+            let mut it = items.into_iter();
+            let (Some(Value::Map(strikes)), Some(epoch)) = (it.next(), it.next()) else {
+                return Err(ClientError::Protocol(
+                    "expected [{member: strikes}, epoch]".into(),
+                ));
+            };
+            let strikes = strikes
+                .into_iter()
+                .map(|(node, n)| Ok((node, int(n)?)))
+                .collect::<Result<_, ClientError>>()?;
+            Ok((strikes, int(epoch)?))
+        }
+        other => Err(wrong("[{member: strikes}, epoch]", &other)),
+    }
+}
+
+/// Whether an `acquire` got what it asked for: anything but False (Lock.acquire answers
+/// None, RLock's re-entry 1, Semaphore True).
+pub fn acquired(v: &Value) -> bool {
+    !matches!(v, Value::Boolean(false))
+}
+
 /// Python truthiness, since ConCoord methods return "something true" as often as `True`.
 pub fn truthy(v: &Value) -> bool {
     match v {
@@ -117,6 +153,18 @@ mod tests {
         let state = Value::Array(vec![Value::Array(vec![Value::from("n1")]), Value::from(2)]);
         assert_eq!(list_and_int(state).unwrap(), (vec![Value::from("n1")], 2));
         assert!(list_and_int(Value::from(1)).is_err());
+        assert_eq!(number(Value::from(2)).unwrap(), 2.0);
+        assert_eq!(number(Value::F64(2.5)).unwrap(), 2.5);
+        assert!(number(Value::Boolean(false)).is_err());
+        let verdict = Value::Array(vec![
+            Value::Map(vec![(Value::from("n2"), Value::from(0))]),
+            Value::from(5),
+        ]);
+        assert_eq!(
+            strikes_and_epoch(verdict).unwrap(),
+            (vec![(Value::from("n2"), 0)], 5)
+        );
+        assert!(strikes_and_epoch(Value::Array(vec![Value::Nil, Value::from(1)])).is_err());
         let m = Value::Map(vec![(Value::from("c"), Value::from("Counter"))]);
         assert_eq!(string_map(m).unwrap()["c"], "Counter");
         assert!(string_map(Value::Map(vec![(Value::from(1), Value::from("x"))])).is_err());

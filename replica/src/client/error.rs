@@ -4,8 +4,9 @@
 /// error reads like ConCoord's Python traceback tail: `RuntimeError: cannot release un-acquired lock`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
-    /// The object raised: Python exception name and message.
-    #[error("{kind}: {message}")]
+    /// The object raised: Python exception name and message (a bare `KeyError` prints as
+    /// Python prints it, without a colon).
+    #[error("{kind}{}{message}", if message.is_empty() { "" } else { ": " })]
     Remote { kind: String, message: String },
     /// The session expired (the client was unreachable for longer than the lease), so the
     /// locks and permits it held are gone. The client has opened a new session.
@@ -64,6 +65,7 @@ mod tests {
             "RuntimeError: cannot release un-acquired lock"
         );
         assert!(e.is_remote("RuntimeError"));
+        assert_eq!(ClientError::remote("KeyError", "").to_string(), "KeyError");
         assert!(!e.is_remote("KeyError"));
         let e = ClientError::NoReplica {
             tried: vec!["a:1".into(), "b:2".into()],

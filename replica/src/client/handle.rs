@@ -35,9 +35,9 @@ impl fmt::Debug for Client {
 }
 
 /// Methods that may wait inside the object until something else happens (lock acquire,
-/// condition and barrier wait, queue get). They get `blocking_timeout`, not `call_timeout`.
+/// condition and barrier wait, queue get and put). They get `blocking_timeout`, not `call_timeout`.
 pub fn is_blocking_method(method: &str) -> bool {
-    matches!(method, "acquire" | "wait" | "get")
+    matches!(method, "acquire" | "wait" | "get" | "put")
 }
 
 impl Client {
@@ -160,7 +160,7 @@ impl Client {
         self.call(object, "__concoordinit__", args).await.map(drop)
     }
 
-    /// The object's `__str__`, e.g. `<DSemaphore count=0>`.
+    /// The object's `__str__`, e.g. `The counter value is 1` or `<DSemaphore object>`.
     pub async fn describe(&self, object: &str) -> Result<String, ClientError> {
         convert::string(self.call(object, "__str__", Vec::new()).await?)
     }

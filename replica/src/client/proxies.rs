@@ -39,9 +39,14 @@ impl ObjectRef {
         self.client.reinit(&self.name, args).await
     }
 
-    /// `__str__`, e.g. `<DSemaphore count=0>`.
+    /// `__str__`, e.g. `<DSemaphore object>`.
     pub async fn describe(&self) -> Result<String, ClientError> {
         self.client.describe(&self.name).await
+    }
+
+    /// `__repr__`, e.g. `<DSemaphore count=0>`.
+    pub async fn repr(&self) -> Result<String, ClientError> {
+        convert::string(self.call("__repr__", vec![]).await?)
     }
 
     async fn unit(&self, method: &str, args: Vec<Value>) -> Result<(), ClientError> {
@@ -87,6 +92,11 @@ macro_rules! proxy {
             pub async fn describe(&self) -> Result<String, ClientError> {
                 self.0.describe().await
             }
+
+            /// The object's `__repr__`.
+            pub async fn repr(&self) -> Result<String, ClientError> {
+                self.0.repr().await
+            }
         }
 
         impl Client {
@@ -116,7 +126,7 @@ impl Counter {
 }
 
 proxy!(
-    /// `Bank()`: accounts with balances.
+    /// `Bank()`: accounts with balances (floats once money moved, as in ConCoord).
     Bank,
     bank
 );
@@ -129,29 +139,40 @@ impl Bank {
     pub async fn close(&self, account: impl Into<Value>) -> Result<(), ClientError> {
         self.0.unit("close", vec![account.into()]).await
     }
-    /// The new balance; ValueError when the balance is too low.
-    pub async fn debit(&self, account: impl Into<Value>, amount: i64) -> Result<i64, ClientError> {
-        self.0
-            .int("debit", vec![account.into(), amount.into()])
-            .await
+    /// The new balance, or None (the object answers False) when the balance is too low.
+    pub async fn debit(
+        &self,
+        account: impl Into<Value>,
+        amount: f64,
+    ) -> Result<Option<f64>, ClientError> {
+        match self
+            .0
+            .call("debit", vec![account.into(), amount.into()])
+            .await?
+        {
+            Value::Boolean(false) => Ok(None),
+            other => convert::number(other).map(Some),
+        }
     }
     /// The new balance.
     pub async fn deposit(
         &self,
         account: impl Into<Value>,
-        amount: i64,
-    ) -> Result<i64, ClientError> {
-        self.0
-            .int("deposit", vec![account.into(), amount.into()])
-            .await
+        amount: f64,
+    ) -> Result<f64, ClientError> {
+        convert::number(
+            self.0
+                .call("deposit", vec![account.into(), amount.into()])
+                .await?,
+        )
     }
-    pub async fn balance(&self, account: impl Into<Value>) -> Result<i64, ClientError> {
-        self.0.int("balance", vec![account.into()]).await
+    pub async fn balance(&self, account: impl Into<Value>) -> Result<f64, ClientError> {
+        convert::number(self.0.call("balance", vec![account.into()]).await?)
     }
 }
 
 proxy!(
-    /// `Log()`: an append-only list of entries.
+    /// `Log()`: a list of entries.
     Log,
     log
 );
@@ -163,8 +184,9 @@ impl Log {
     pub async fn append(&self, entry: impl Into<Value>) -> Result<(), ClientError> {
         self.0.unit("append", vec![entry.into()]).await
     }
-    pub async fn read(&self) -> Result<Vec<Value>, ClientError> {
-        self.0.list("read", vec![]).await
+    /// The entries as one string, each as Python's `str()` prints it, space-separated.
+    pub async fn read(&self) -> Result<String, ClientError> {
+        convert::string(self.0.call("read", vec![]).await?)
     }
 }
 
@@ -193,14 +215,14 @@ proxy!(
     mesh_membership
 );
 impl MeshMembership {
-    /// True when the group was created (false: it existed).
+    /// Creates the group (an existing one is left as it is).
     pub async fn add_group(
         &self,
         group: impl Into<Value>,
         minsize: i64,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<(), ClientError> {
         self.0
-            .truth("add_group", vec![group.into(), minsize.into()])
+            .unit("add_group", vec![group.into(), minsize.into()])
             .await
     }
     pub async fn remove_group(&self, group: impl Into<Value>) -> Result<(), ClientError> {
@@ -241,15 +263,20 @@ impl MeshMembership {
     ) -> Result<(Vec<Value>, i64), ClientError> {
         convert::list_and_int(self.0.call("get_group_state", vec![group.into()]).await?)
     }
-    /// Reports `failed` as down, as seen at `epoch`; returns the group's (members, epoch).
+    /// Reports `failed` as down, as seen at `epoch`. None when the strike was counted and
+    /// the node stays; otherwise (the epoch was stale, or the node was removed) each member
+    /// with its strikes, and the current epoch.
     pub async fn notify_failure(
         &self,
         group: impl Into<Value>,
         epoch: i64,
         failed: impl Into<Value>,
-    ) -> Result<(Vec<Value>, i64), ClientError> {
+    ) -> Result<Option<(Vec<(Value, i64)>, i64)>, ClientError> {
         let args = vec![group.into(), epoch.into(), failed.into()];
-        convert::list_and_int(self.0.call("notify_failure", args).await?)
+        match self.0.call("notify_failure", args).await? {
+            Value::Nil => Ok(None),
+            other => convert::strikes_and_epoch(other).map(Some),
+        }
     }
     /// Waits until the group's epoch differs from `seen` (or until its next change when
     /// `seen` is None); returns the new epoch.
@@ -282,7 +309,8 @@ impl JobManager {
 }
 
 proxy!(
-    /// `Queue(maxsize=0)`: FIFO; `get` waits for an item.
+    /// `Queue(maxsize=0)`: FIFO. As in ConCoord, `put` on a full queue is `Full` and `get` on
+    /// an empty one `Empty`; `put_wait` and `get_wait` wait instead.
     Queue,
     queue
 );
@@ -292,6 +320,16 @@ impl Queue {
     }
     pub async fn get(&self) -> Result<Value, ClientError> {
         self.0.call("get", vec![]).await
+    }
+    /// `put(item, True)`: waits while the queue is full.
+    pub async fn put_wait(&self, item: impl Into<Value>) -> Result<(), ClientError> {
+        self.0
+            .unit("put", vec![item.into(), Value::Boolean(true)])
+            .await
+    }
+    /// `get(True)`: waits for an item.
+    pub async fn get_wait(&self) -> Result<Value, ClientError> {
+        self.0.call("get", vec![Value::Boolean(true)]).await
     }
     pub async fn qsize(&self) -> Result<i64, ClientError> {
         self.0.int("qsize", vec![]).await
@@ -374,13 +412,16 @@ impl Dict {
 macro_rules! acquire_release {
     ($ty:ident) => {
         impl $ty {
-            /// Waits until acquired (no deadline by default); true when acquired.
+            /// Waits until acquired (no deadline by default); true when acquired. (The
+            /// objects answer as ConCoord's do: Lock and Condition say None, RLock 1 when
+            /// re-entered; only a refused `acquire(False)` says False.)
             pub async fn acquire(&self) -> Result<bool, ClientError> {
-                self.0.truth("acquire", vec![]).await
+                Ok(convert::acquired(&self.0.call("acquire", vec![]).await?))
             }
             /// `acquire(False)`: true when acquired, false when it would have to wait.
             pub async fn try_acquire(&self) -> Result<bool, ClientError> {
-                self.0.truth("acquire", vec![Value::Boolean(false)]).await
+                let answer = self.0.call("acquire", vec![Value::Boolean(false)]).await?;
+                Ok(convert::acquired(&answer))
             }
             pub async fn release(&self) -> Result<(), ClientError> {
                 self.0.unit("release", vec![]).await
@@ -443,14 +484,14 @@ impl Condition {
 }
 
 proxy!(
-    /// `Barrier(parties=1)`: reusable across rounds.
+    /// `Barrier(count=1)`: reusable across rounds.
     Barrier,
     barrier
 );
 impl Barrier {
-    /// Waits for the round to fill; returns this caller's index in 0..parties.
-    pub async fn wait(&self) -> Result<i64, ClientError> {
-        self.0.int("wait", vec![]).await
+    /// Waits until the round is full (returns None, as ConCoord's Barrier.wait does).
+    pub async fn wait(&self) -> Result<(), ClientError> {
+        self.0.unit("wait", vec![]).await
     }
     pub async fn parties(&self) -> Result<i64, ClientError> {
         self.0.int("parties", vec![]).await

@@ -181,7 +181,8 @@ pub enum QueueCall {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LockCall {
-    /// Returns True when granted (a blocking acquire returns only then), False otherwise.
+    /// A blocking acquire returns None, and only once granted (ConCoord 1.1's Lock); a
+    /// non-blocking one returns True when granted, False otherwise.
     Acquire {
         blocking: bool,
     },

@@ -188,7 +188,10 @@ impl Kind {
                     ended: ended.clone(),
                 };
                 match call {
+                    // A blocking acquire returns None (ConCoord 1.1's Lock) once granted;
+                    // a non-blocking one says whether it got the lock.
                     Call::Lock(LockCall::Acquire { blocking }) => match holder {
+                        None if *blocking => Some((lock(Some(client), ended), ok(Val::Nil))),
                         None => Some((lock(Some(client), ended), ok(Val::Bool(true)))),
                         Some(_) if *blocking => None,
                         Some(_) => Some((state.clone(), ok(Val::Bool(false)))),

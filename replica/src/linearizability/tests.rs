@@ -307,32 +307,35 @@ fn bounded_queue_put_blocks_or_raises_full() {
 #[test]
 fn lock_mutual_exclusion() {
     H::new()
-        .call(1, acquire(true), 0, 10, yes())
+        .call(1, acquire(true), 0, 10, none())
         .call(2, acquire(false), 20, 30, no())
         .call(1, release(), 40, 50, none())
         .call(2, acquire(false), 60, 70, yes())
         .ok();
     let why = H::new()
-        .call(1, acquire(true), 0, 10, yes())
-        .call(2, acquire(true), 20, 30, yes())
+        .call(1, acquire(true), 0, 10, none())
+        .call(2, acquire(true), 20, 30, none())
         .call(1, release(), 40, 50, none())
         .bad();
     assert!(why.contains("l is not linearizable"), "{why}");
     // A blocking acquire is granted at the release.
     H::new()
-        .call(1, acquire(true), 0, 10, yes())
-        .call(2, acquire(true), 5, 60, yes())
+        .call(1, acquire(true), 0, 10, none())
+        .call(2, acquire(true), 5, 60, none())
         .call(1, release(), 40, 50, none())
         .ok();
+    // A blocking acquire returns None (ConCoord 1.1's Lock): True is not one of its answers.
+    H::new().call(1, acquire(true), 0, 10, yes()).bad();
+    H::new().call(1, acquire(false), 0, 10, none()).bad();
     // Releasing someone else's lock raises.
     H::new()
-        .call(1, acquire(true), 0, 10, yes())
+        .call(1, acquire(true), 0, 10, none())
         .call(2, release(), 20, 30, Outcome::err("RuntimeError"))
         .call(1, release(), 40, 50, none())
         .call(1, release(), 60, 70, Outcome::err("RuntimeError"))
         .ok();
     H::new()
-        .call(1, acquire(true), 0, 10, yes())
+        .call(1, acquire(true), 0, 10, none())
         .call(2, release(), 20, 30, none())
         .bad();
 }
@@ -345,28 +348,28 @@ fn lock_is_released_when_its_session_ends() {
         h.0.ret(id, ret, none());
         h
     };
-    let h = H::new().call(1, acquire(true), 0, 10, yes());
-    end(h, 1, 0, 30).call(2, acquire(true), 40, 50, yes()).ok();
+    let h = H::new().call(1, acquire(true), 0, 10, none());
+    end(h, 1, 0, 30).call(2, acquire(true), 40, 50, none()).ok();
     // An explicit end that comes later than the second acquire does not help.
     let h = H::new()
-        .call(1, acquire(true), 0, 10, yes())
-        .call(2, acquire(true), 20, 30, yes());
+        .call(1, acquire(true), 0, 10, none())
+        .call(2, acquire(true), 20, 30, none());
     end(h, 1, 40, 50).bad();
     // Without any record, the session may have expired silently...
     H::new()
-        .call(1, acquire(true), 0, 10, yes())
-        .call(2, acquire(true), 20, 30, yes())
+        .call(1, acquire(true), 0, 10, none())
+        .call(2, acquire(true), 20, 30, none())
         .ok();
     // ...but not if it went on using the lock afterwards.
     H::new()
-        .call(1, acquire(true), 0, 10, yes())
-        .call(2, acquire(true), 20, 30, yes())
+        .call(1, acquire(true), 0, 10, none())
+        .call(2, acquire(true), 20, 30, none())
         .call(1, release(), 40, 50, none())
         .bad();
     // And not when the check is told sessions never end unrecorded.
     let h = H::new()
-        .call(1, acquire(true), 0, 10, yes())
-        .call(2, acquire(true), 20, 30, yes());
+        .call(1, acquire(true), 0, 10, none())
+        .call(2, acquire(true), 20, 30, none());
     let strict = CheckOptions {
         implicit_session_ends: false,
         ..CheckOptions::default()

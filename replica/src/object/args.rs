@@ -102,6 +102,88 @@ fn to_int(value: &Value) -> Option<i64> {
     }
 }
 
+/// A Python number as ConCoord's objects keep it: an int stays an int until a float
+/// meets it (`Counter(2.5)`, `Bank` balances after `float(amount)`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    /// `self + other` with Python's int/float promotion; an int that leaves 64 bits is an
+    /// OverflowError rather than a wrap.
+    pub fn plus(self, other: Number) -> Result<Number, ObjectError> {
+        Ok(match (self, other) {
+            (Number::Int(a), Number::Int(b)) => Number::Int(
+                a.checked_add(b)
+                    .ok_or_else(|| ObjectError::new("OverflowError", "value out of range"))?,
+            ),
+            (a, b) => Number::Float(a.as_f64() + b.as_f64()),
+        })
+    }
+
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(n) => n as f64,
+            Number::Float(f) => f,
+        }
+    }
+
+    pub fn to_value(self) -> Value {
+        match self {
+            Number::Int(n) => Value::from(n),
+            Number::Float(f) => Value::F64(f),
+        }
+    }
+
+    /// Python's `"%d" % value`: a float is truncated toward zero.
+    pub fn percent_d(self) -> String {
+        match self {
+            Number::Int(n) => n.to_string(),
+            Number::Float(f) if f.is_finite() => format!("{:.0}", f.trunc()),
+            Number::Float(f) => py_repr(&Value::F64(f)),
+        }
+    }
+}
+
+impl Default for Number {
+    fn default() -> Number {
+        Number::Int(0)
+    }
+}
+
+/// An int or float argument.
+pub fn number_at(args: &[Value], i: usize, name: &str) -> Result<Number, ObjectError> {
+    let value = args.get(i).ok_or_else(|| missing(name))?;
+    match value {
+        Value::Integer(n) => n.as_i64().map(Number::Int).ok_or_else(overflow),
+        Value::F32(f) => Ok(Number::Float(f64::from(*f))),
+        Value::F64(f) => Ok(Number::Float(*f)),
+        other => Err(wrong_type("int or float", name, other)),
+    }
+}
+
+/// Python's `float(value)` of an argument: ints, floats and numeric strings.
+pub fn float_at(args: &[Value], i: usize, name: &str) -> Result<f64, ObjectError> {
+    let value = args.get(i).ok_or_else(|| missing(name))?;
+    match value {
+        Value::Integer(n) => n.as_f64().ok_or_else(overflow),
+        Value::F32(f) => Ok(f64::from(*f)),
+        Value::F64(f) => Ok(*f),
+        Value::String(s) => {
+            let text = s.as_str().unwrap_or_default();
+            text.trim().parse::<f64>().map_err(|_| {
+                ObjectError::value(format!(
+                    "could not convert string to float: {}",
+                    py_repr(value)
+                ))
+            })
+        }
+        other => Err(wrong_type("float", name, other)),
+    }
+}
+
 /// Python's error for an int that does not fit in 64 bits.
 pub fn overflow() -> ObjectError {
     ObjectError::new("OverflowError", "Python int too large to convert to C long")

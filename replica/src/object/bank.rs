@@ -1,37 +1,30 @@
 //! `Bank()`: ConCoord's example bank of accounts. Account numbers are ints or strings.
-//! Amounts are integers (the smallest currency unit), so balances are exact on every
-//! replica; ConCoord used floats.
 //!
-//! `open` returns False for an existing account (as ConCoord did); other methods raise
-//! KeyError for an unknown account. `debit` refuses a negative amount or an overdraft with
-//! ValueError instead of ConCoord's silent False.
+//! As in ConCoord 1.1: `open` returns True, or False for an existing account; amounts go
+//! through `float(amount)`, so balances are floats once money moved (a new account holds the
+//! int 0); `deposit` and `debit` return the new balance; an unknown account is a bare
+//! `KeyError`. `debit` returns False when the balance is too low — 1.1's test was inverted
+//! (it refused small debits and let large ones overdraw); we keep what it meant.
 
-use super::args::{Key, arity, int_at, key_at, py_repr};
+use super::args::{Key, Number, arity, float_at, key_at};
 use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Bank {
-    accounts: BTreeMap<Key, i64>,
+    accounts: BTreeMap<Key, Number>,
+}
+
+/// 1.1 raises a bare `KeyError` (no message) for an unknown account.
+fn no_account() -> ObjectError {
+    ObjectError::key("")
 }
 
 impl Bank {
-    fn account(&mut self, accntno: &Key) -> Result<&mut i64, ObjectError> {
-        self.accounts
-            .get_mut(accntno)
-            .ok_or_else(|| accntno.key_error())
-    }
-
-    fn amount(args: &[Value]) -> Result<i64, ObjectError> {
-        let amount = int_at(args, 1, "amount")?;
-        if amount < 0 {
-            return Err(ObjectError::value(format!(
-                "amount must not be negative, got {amount}"
-            )));
-        }
-        Ok(amount)
+    fn account(&mut self, accntno: &Key) -> Result<&mut Number, ObjectError> {
+        self.accounts.get_mut(accntno).ok_or_else(no_account)
     }
 }
 
@@ -46,55 +39,48 @@ impl SimpleObject for Bank {
                 if self.accounts.contains_key(&accntno) {
                     return Ok(Value::Boolean(false));
                 }
-                self.accounts.insert(accntno, 0);
+                self.accounts.insert(accntno, Number::Int(0));
                 Ok(Value::Boolean(true))
             }
             "close" => {
                 arity(method, args, &["accntno"], 1)?;
                 let accntno = key_at(args, 0, "accntno")?;
-                self.accounts
-                    .remove(&accntno)
-                    .ok_or_else(|| accntno.key_error())?;
+                self.accounts.remove(&accntno).ok_or_else(no_account)?;
                 Ok(Value::Boolean(true))
             }
             "deposit" => {
                 arity(method, args, &["accntno", "amount"], 2)?;
                 let accntno = key_at(args, 0, "accntno")?;
-                let amount = Self::amount(args)?;
                 let balance = self.account(&accntno)?;
-                *balance = balance
-                    .checked_add(amount)
-                    .ok_or_else(|| ObjectError::new("OverflowError", "balance out of range"))?;
-                Ok(Value::from(*balance))
+                let amount = float_at(args, 1, "amount")?;
+                *balance = Number::Float(balance.as_f64() + amount);
+                Ok(balance.to_value())
             }
             "debit" => {
                 arity(method, args, &["accntno", "amount"], 2)?;
                 let accntno = key_at(args, 0, "accntno")?;
-                let amount = Self::amount(args)?;
                 let balance = self.account(&accntno)?;
-                if amount > *balance {
-                    return Err(ObjectError::value(format!(
-                        "insufficient funds in account {}: balance {}, debit {amount}",
-                        py_repr(&accntno.to_value()),
-                        *balance
-                    )));
+                let amount = float_at(args, 1, "amount")?;
+                if balance.as_f64() < amount {
+                    return Ok(Value::Boolean(false));
                 }
-                *balance -= amount;
-                Ok(Value::from(*balance))
+                *balance = Number::Float(balance.as_f64() - amount);
+                Ok(balance.to_value())
             }
             "balance" => {
                 arity(method, args, &["accntno"], 1)?;
                 let accntno = key_at(args, 0, "accntno")?;
-                Ok(Value::from(*self.account(&accntno)?))
+                Ok(self.account(&accntno)?.to_value())
             }
             _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
 
+    /// One line per account, as 1.1's `Account.__str__`.
     fn show(&self) -> String {
         self.accounts
             .iter()
-            .map(|(no, balance)| format!("Account {no}: balance = {balance}"))
+            .map(|(no, balance)| format!("Account {no}: balance = ${:.2}", balance.as_f64()))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -115,47 +101,45 @@ mod tests {
         assert_eq!(call(&mut b, "open", &[v("alice")]), ok(true));
         assert_eq!(call(&mut b, "open", &[v("alice")]), ok(false));
         assert_eq!(call(&mut b, "open", &[v(7)]), ok(true));
-        assert_eq!(call(&mut b, "deposit", &[v("alice"), v(100)]), ok(100));
-        assert_eq!(call(&mut b, "debit", &[v("alice"), v(30)]), ok(70));
-        assert_eq!(call(&mut b, "balance", &[v("alice")]), ok(70));
-        assert_eq!(call(&mut b, "debit", &[v("alice"), v(70)]), ok(0));
-        assert_eq!(call(&mut b, "deposit", &[v(7), v(5)]), ok(5));
+        assert_eq!(call(&mut b, "balance", &[v(7)]), ok(0));
+        assert_eq!(call(&mut b, "deposit", &[v("alice"), v(100)]), ok(100.0));
+        assert_eq!(call(&mut b, "deposit", &[v("alice"), v("2.5")]), ok(102.5));
+        assert_eq!(call(&mut b, "debit", &[v("alice"), v(30)]), ok(72.5));
+        assert_eq!(call(&mut b, "balance", &[v("alice")]), ok(72.5));
+        assert_eq!(call(&mut b, "debit", &[v("alice"), v(72.5)]), ok(0.0));
+        assert_eq!(call(&mut b, "deposit", &[v(7), v(5)]), ok(5.0));
         assert_eq!(
             b.describe(),
-            "Account 7: balance = 5\nAccount alice: balance = 0"
+            "Account 7: balance = $5.00\nAccount alice: balance = $0.00"
         );
         assert_eq!(call(&mut b, "close", &[v("alice")]), ok(true));
-        assert_eq!(
-            call(&mut b, "balance", &[v("alice")]),
-            err("KeyError", "'alice'")
-        );
+        assert_eq!(call(&mut b, "balance", &[v("alice")]), err("KeyError", ""));
+    }
+
+    #[test]
+    fn a_debit_above_the_balance_returns_false_and_changes_nothing() {
+        let mut b = Bank::default();
+        call(&mut b, "open", &[v("x")]);
+        call(&mut b, "deposit", &[v("x"), v(10)]);
+        assert_eq!(call(&mut b, "debit", &[v("x"), v(10.5)]), ok(false));
+        assert_eq!(call(&mut b, "balance", &[v("x")]), ok(10.0));
+        assert_eq!(call(&mut b, "debit", &[v("x"), v(3)]), ok(7.0));
     }
 
     #[test]
     fn errors() {
         let mut b = Bank::default();
-        assert_eq!(call(&mut b, "close", &[v("x")]), err("KeyError", "'x'"));
-        assert_eq!(call(&mut b, "deposit", &[v(3), v(1)]), err("KeyError", "3"));
-        assert_eq!(
-            call(&mut b, "debit", &[v("x"), v(1)]),
-            err("KeyError", "'x'")
-        );
+        assert_eq!(call(&mut b, "close", &[v("x")]), err("KeyError", ""));
+        assert_eq!(call(&mut b, "deposit", &[v(3), v(1)]), err("KeyError", ""));
+        assert_eq!(call(&mut b, "debit", &[v("x"), v(1)]), err("KeyError", ""));
         call(&mut b, "open", &[v("x")]);
-        call(&mut b, "deposit", &[v("x"), v(5)]);
         assert_eq!(
-            call(&mut b, "debit", &[v("x"), v(6)]),
-            err(
-                "ValueError",
-                "insufficient funds in account 'x': balance 5, debit 6"
-            )
+            call(&mut b, "deposit", &[v("x"), v("ten")]),
+            err("ValueError", "could not convert string to float: 'ten'")
         );
         assert_eq!(
-            call(&mut b, "deposit", &[v("x"), v(-1)]),
-            err("ValueError", "amount must not be negative, got -1")
-        );
-        assert_eq!(
-            call(&mut b, "debit", &[v("x"), v(2.5)]),
-            err("TypeError", "expected int for 'amount', got float")
+            call(&mut b, "debit", &[v("x"), Value::Array(vec![])]),
+            err("TypeError", "expected float for 'amount', got list")
         );
         assert_eq!(
             call(&mut b, "debit", &[v("x")]),
@@ -168,11 +152,7 @@ mod tests {
             call(&mut b, "open", &[Value::Array(vec![])]),
             err("TypeError", "expected str or int for 'accntno', got list")
         );
-        assert_eq!(
-            call(&mut b, "deposit", &[v("x"), v(i64::MAX)]),
-            err("OverflowError", "balance out of range")
-        );
-        assert_eq!(call(&mut b, "balance", &[v("x")]), ok(5));
+        assert_eq!(call(&mut b, "balance", &[v("x")]), ok(0));
         assert_eq!(
             call(&mut b, "transfer", &[]),
             err(

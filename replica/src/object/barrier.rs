@@ -1,6 +1,11 @@
-//! `Barrier(parties=1)`: Python's `threading.Barrier`. `wait()` parks until `parties` calls
-//! have arrived, then all of them complete, each with a distinct arrival index in
-//! `0..parties`, and the barrier is ready for the next round.
+//! `Barrier(parties=1)`: ConCoord 1.1's Barrier, reusable like Python's
+//! `threading.Barrier`. `wait()` parks until `parties` calls have arrived, then all of them
+//! complete with None (as in 1.1; Python would return an arrival index), and the barrier is
+//! ready for the next round. Every waiter of a round is woken (1.1 can lose wakeups across
+//! rounds; we do not copy that).
+//!
+//! `__str__` is 1.1's `<Barrier object>`; `__repr__` shows the state,
+//! `<DBarrier parties=P n_waiting=W broken=False>`.
 //!
 //! `abort()` breaks the barrier: waiting calls and later `wait()`s fail with
 //! BrokenBarrierError until `reset()`. `reset()` fails the waiting calls the same way and
@@ -14,7 +19,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Barrier {
     parties: u64,
-    /// This round's waiting calls in arrival order; the position is the arrival index.
+    /// This round's waiting calls in arrival order.
     waiting: Vec<CallId>,
     broken: bool,
 }
@@ -42,23 +47,20 @@ impl Barrier {
         decode_state(bytes)
     }
 
-    fn wait(&mut self, call: CallId) -> Outcome {
+    /// The last arrival of a round completes the others and returns; all return None.
+    fn wait(&mut self, call: CallId, fx: &mut Effects) -> Outcome {
         if self.broken {
             return Outcome::Done(Err(broken_error()));
         }
-        let index = self.waiting.len() as u64;
-        if index.saturating_add(1) < self.parties {
+        let arrived = (self.waiting.len() as u64).saturating_add(1);
+        if arrived < self.parties {
             self.waiting.push(call);
             return Outcome::Parked;
         }
-        Outcome::Done(Ok(Value::from(index)))
-    }
-
-    /// The last arrival completes the others with their arrival indices.
-    fn release_round(&mut self, fx: &mut Effects) {
-        for (index, call) in self.waiting.drain(..).enumerate() {
-            fx.complete(call, Ok(Value::from(index as u64)));
+        for call in self.waiting.drain(..) {
+            fx.complete(call, Ok(Value::Nil));
         }
+        Outcome::Done(Ok(Value::Nil))
     }
 
     fn fail_waiting(&mut self, fx: &mut Effects) {
@@ -76,13 +78,7 @@ impl Barrier {
     ) -> Result<Outcome, ObjectError> {
         arity(method, args, &[], 0)?;
         let result = match method {
-            "wait" => {
-                let outcome = self.wait(call);
-                if matches!(outcome, Outcome::Done(Ok(_))) {
-                    self.release_round(fx);
-                }
-                return Ok(outcome);
-            }
+            "wait" => return Ok(self.wait(call, fx)),
             "reset" => {
                 self.fail_waiting(fx);
                 self.broken = false;
@@ -112,6 +108,10 @@ impl ReplicatedObject for Barrier {
     }
 
     fn describe(&self) -> String {
+        "<Barrier object>".to_string()
+    }
+
+    fn repr(&self) -> String {
         format!(
             "<DBarrier parties={} n_waiting={} broken={}>",
             self.parties,
@@ -143,23 +143,27 @@ mod tests {
     }
 
     #[test]
-    fn rounds_complete_with_distinct_indices() {
+    fn rounds_wake_every_waiter_with_none() {
         let mut b = barrier(3);
-        for round in 0..2 {
+        for round in 0..3 {
             let mut fx = Effects::default();
             assert_eq!(b.invoke(c(1, round), "wait", &[], &mut fx), Outcome::Parked);
             assert_eq!(b.invoke(c(2, round), "wait", &[], &mut fx), Outcome::Parked);
             assert_eq!(b.invoke(c(3, round), "n_waiting", &[], &mut fx), ok(2));
+            assert_eq!(b.describe(), "<Barrier object>");
+            assert_eq!(b.repr(), "<DBarrier parties=3 n_waiting=2 broken=False>");
+            assert!(fx.completed.is_empty());
+            // The last arrival returns None and wakes both others with None.
             assert_eq!(
-                b.describe(),
-                "<DBarrier parties=3 n_waiting=2 broken=False>"
+                b.invoke(c(3, round + 10), "wait", &[], &mut fx),
+                ok(Value::Nil)
             );
-            assert_eq!(b.invoke(c(3, round + 10), "wait", &[], &mut fx), ok(2));
             assert_eq!(
                 fx.completed,
-                vec![(c(1, round), Ok(v(0))), (c(2, round), Ok(v(1)))]
+                vec![(c(1, round), Ok(Value::Nil)), (c(2, round), Ok(Value::Nil))]
             );
             assert_eq!(b.invoke(c(3, round + 20), "n_waiting", &[], &mut fx), ok(0));
+            assert_eq!(b.repr(), "<DBarrier parties=3 n_waiting=0 broken=False>");
         }
     }
 
@@ -167,8 +171,9 @@ mod tests {
     fn one_party_never_waits() {
         let mut b = Barrier::from_args(&[]).unwrap();
         let mut fx = Effects::default();
-        assert_eq!(b.invoke(c(1, 1), "wait", &[], &mut fx), ok(0));
-        assert_eq!(b.invoke(c(1, 2), "parties", &[], &mut fx), ok(1));
+        assert_eq!(b.invoke(c(1, 1), "wait", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(b.invoke(c(1, 2), "wait", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(b.invoke(c(1, 3), "parties", &[], &mut fx), ok(1));
         assert!(fx.completed.is_empty());
     }
 
@@ -192,13 +197,17 @@ mod tests {
             vec![(c(1, 2), Err(ObjectError::new("BrokenBarrierError", "")))]
         );
         assert_eq!(b.invoke(c(2, 4), "broken", &[], &mut fx), ok(true));
-        assert_eq!(b.describe(), "<DBarrier parties=2 n_waiting=0 broken=True>");
+        assert_eq!(b.describe(), "<Barrier object>");
+        assert_eq!(b.repr(), "<DBarrier parties=2 n_waiting=0 broken=True>");
         assert_eq!(
             b.invoke(c(2, 5), "wait", &[], &mut fx),
             err("BrokenBarrierError", "")
         );
         b.invoke(c(2, 6), "reset", &[], &mut fx);
         assert_eq!(b.invoke(c(2, 7), "wait", &[], &mut fx), Outcome::Parked);
+        let mut fx = Effects::default();
+        assert_eq!(b.invoke(c(1, 3), "wait", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(fx.completed, vec![(c(2, 7), Ok(Value::Nil))]);
     }
 
     #[test]
@@ -233,8 +242,11 @@ mod tests {
         b.invoke(c(2, 1), "wait", &[], &mut fx);
         b.session_expired(1, &mut fx);
         assert_eq!(b.invoke(c(3, 1), "wait", &[], &mut fx), Outcome::Parked);
-        assert_eq!(b.invoke(c(4, 1), "wait", &[], &mut fx), ok(2));
-        assert_eq!(fx.completed, vec![(c(2, 1), Ok(v(0))), (c(3, 1), Ok(v(1)))]);
+        assert_eq!(b.invoke(c(4, 1), "wait", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(
+            fx.completed,
+            vec![(c(2, 1), Ok(Value::Nil)), (c(3, 1), Ok(Value::Nil))]
+        );
     }
 
     #[test]

@@ -3,11 +3,19 @@
 //!
 //! `wait()` releases the lock completely, remembering the recursion count, and parks. A
 //! `notify` moves waiters, oldest first, to the lock's queue with their saved count; a
-//! notified wait completes with `true` once it holds the lock again at its old depth.
+//! notified wait completes with None once it holds the lock again at its old depth (Python's
+//! semantics; ConCoord 1.1 could return from wait at once when another client was queued on
+//! the lock, a bug we do not copy).
+//!
+//! As in ConCoord 1.1, `acquire()` returns None (also when reentrant or granted after
+//! waiting), and so do wait, notify, notifyAll/notify_all and release; the non-blocking
+//! `acquire(False)` (our extension) answers True or False. `__str__` is `<DCondition
+//! object>`, `__repr__` `<Condition(<DRLock object>, WAITERS)>` with the number of calls
+//! in wait() not yet notified.
 
 use super::args::{arity, opt_int};
 use super::rlock::RLock;
-use super::sessionlock::Waiter;
+use super::sessionlock::{Flavor, Reply, Waiter};
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
 use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
@@ -42,7 +50,11 @@ impl Condition {
             .core()
             .release_all(call.session, fx)
             .map_err(|_| ObjectError::runtime("cannot wait on un-acquired lock"))?;
-        self.waiters.push_back(Waiter { call, count });
+        self.waiters.push_back(Waiter {
+            call,
+            count,
+            reply: Reply::Nil,
+        });
         Ok(Outcome::Parked)
     }
 
@@ -71,7 +83,7 @@ impl Condition {
         fx: &mut Effects,
     ) -> Result<Outcome, ObjectError> {
         match method {
-            "acquire" => self.lock.acquire(call, args),
+            "acquire" => self.lock.acquire(call, args, Flavor::Condition),
             "release" => self.lock.release(call, args, fx),
             "wait" => self.wait(call, args, fx),
             "notify" => {
@@ -99,8 +111,13 @@ impl ReplicatedObject for Condition {
     }
 
     fn describe(&self) -> String {
+        "<DCondition object>".to_string()
+    }
+
+    /// 1.1 formats its lock with `%s`, so the lock shows as `<DRLock object>`.
+    fn repr(&self) -> String {
         format!(
-            "<DCondition({}, {})>",
+            "<Condition({}, {})>",
             self.lock.describe(),
             self.waiters.len()
         )
@@ -141,34 +158,76 @@ mod tests {
     #[test]
     fn wait_notify_round_trip_restores_recursion() {
         let mut cv = Condition::from_args(&[]).unwrap();
-        assert_eq!(run(&mut cv, c(1, 1), "acquire", &[]).0, ok(true));
-        assert_eq!(run(&mut cv, c(1, 2), "acquire", &[]).0, ok(true));
+        assert_eq!(cv.describe(), "<DCondition object>");
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 0)>");
+        // acquire() returns None, also when reentrant.
+        assert_eq!(run(&mut cv, c(1, 1), "acquire", &[]).0, ok(Value::Nil));
+        assert_eq!(run(&mut cv, c(1, 2), "acquire", &[]).0, ok(Value::Nil));
+        assert_eq!(cv.lock.repr(), "<DRLock owner=1 count=2>");
         // Waiting frees the lock completely: session 2 can take it.
         assert_eq!(
             run(&mut cv, c(1, 3), "wait", &[]),
             (Outcome::Parked, vec![])
         );
-        assert_eq!(
-            cv.describe(),
-            "<DCondition(<DRLock owner=None count=0>, 1)>"
-        );
-        assert_eq!(run(&mut cv, c(2, 1), "acquire", &[]).0, ok(true));
+        assert_eq!(cv.describe(), "<DCondition object>");
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 1)>");
+        assert_eq!(cv.lock.repr(), "<DRLock owner=None count=0>");
+        assert_eq!(run(&mut cv, c(2, 1), "acquire", &[]).0, ok(Value::Nil));
         assert_eq!(
             run(&mut cv, c(2, 2), "notify", &[]),
             (ok(Value::Nil), vec![])
         );
-        // The notified waiter queues for the lock and gets it back, at depth 2, on release.
+        // Notified, the waiter no longer counts as waiting: it queues for the lock.
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 0)>");
+        // It gets the lock back, at depth 2, on release; wait() then returns None.
         assert_eq!(
             run(&mut cv, c(2, 3), "release", &[]),
-            (ok(Value::Nil), vec![(c(1, 3), Ok(v(true)))])
+            (ok(Value::Nil), vec![(c(1, 3), Ok(Value::Nil))])
         );
-        assert_eq!(cv.describe(), "<DCondition(<DRLock owner=1 count=2>, 0)>");
+        assert_eq!(cv.lock.repr(), "<DRLock owner=1 count=2>");
         assert_eq!(run(&mut cv, c(1, 4), "release", &[]).0, ok(Value::Nil));
         assert_eq!(run(&mut cv, c(1, 5), "release", &[]).0, ok(Value::Nil));
+        assert_eq!(cv.lock.repr(), "<DRLock owner=None count=0>");
+    }
+
+    #[test]
+    fn acquire_granted_after_waiting_returns_none() {
+        let mut cv = Condition::default();
+        run(&mut cv, c(1, 1), "acquire", &[]);
+        assert_eq!(run(&mut cv, c(2, 1), "acquire", &[]).0, Outcome::Parked);
+        assert_eq!(run(&mut cv, c(3, 1), "acquire", &[v(false)]).0, ok(false));
         assert_eq!(
-            cv.describe(),
-            "<DCondition(<DRLock owner=None count=0>, 0)>"
+            run(&mut cv, c(1, 2), "release", &[]),
+            (ok(Value::Nil), vec![(c(2, 1), Ok(Value::Nil))])
         );
+        // The waiter queued on the lock is not a Condition waiter.
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 0)>");
+        run(&mut cv, c(2, 2), "release", &[]);
+        // Non-blocking (our extension): True when it got the lock.
+        assert_eq!(run(&mut cv, c(3, 2), "acquire", &[v(false)]).0, ok(true));
+        assert_eq!(run(&mut cv, c(3, 3), "acquire", &[v(false)]).0, ok(true));
+        assert_eq!(cv.lock.repr(), "<DRLock owner=3 count=2>");
+    }
+
+    #[test]
+    fn a_wait_returns_only_after_notify_even_with_others_queued() {
+        // ConCoord 1.1 returns from wait() at once when another client is queued on the
+        // lock; a wait must park until notified and back in the lock.
+        let mut cv = Condition::default();
+        run(&mut cv, c(1, 1), "acquire", &[]);
+        assert_eq!(run(&mut cv, c(2, 1), "acquire", &[]).0, Outcome::Parked);
+        let (out, woken) = run(&mut cv, c(1, 2), "wait", &[]);
+        assert_eq!(out, Outcome::Parked);
+        // The wait hands the lock to session 2; session 1's wait is still parked.
+        assert_eq!(woken, vec![(c(2, 1), Ok(Value::Nil))]);
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 1)>");
+        let (_, woken) = run(&mut cv, c(2, 2), "release", &[]);
+        assert!(woken.is_empty(), "{woken:?}");
+        run(&mut cv, c(2, 3), "acquire", &[]);
+        let (out, woken) = run(&mut cv, c(2, 4), "notifyAll", &[]);
+        assert_eq!((out, woken), (ok(Value::Nil), vec![]));
+        let (_, woken) = run(&mut cv, c(2, 5), "release", &[]);
+        assert_eq!(woken, vec![(c(1, 2), Ok(Value::Nil))]);
     }
 
     #[test]
@@ -178,18 +237,22 @@ mod tests {
             run(&mut cv, c(s, 1), "acquire", &[]);
             assert_eq!(run(&mut cv, c(s, 2), "wait", &[]).0, Outcome::Parked);
         }
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 3)>");
         run(&mut cv, c(9, 1), "acquire", &[]);
-        run(&mut cv, c(9, 2), "notify", &[v(2)]);
-        assert_eq!(cv.describe(), "<DCondition(<DRLock owner=9 count=1>, 1)>");
+        assert_eq!(run(&mut cv, c(9, 2), "notify", &[v(2)]).0, ok(Value::Nil));
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 1)>");
+        assert_eq!(cv.lock.repr(), "<DRLock owner=9 count=1>");
         let (_, woken) = run(&mut cv, c(9, 3), "release", &[]);
-        assert_eq!(woken, vec![(c(1, 2), Ok(v(true)))]);
+        assert_eq!(woken, vec![(c(1, 2), Ok(Value::Nil))]);
         let (_, woken) = run(&mut cv, c(1, 3), "release", &[]);
-        assert_eq!(woken, vec![(c(2, 2), Ok(v(true)))]);
-        run(&mut cv, c(2, 3), "notifyAll", &[]);
+        assert_eq!(woken, vec![(c(2, 2), Ok(Value::Nil))]);
+        assert_eq!(run(&mut cv, c(2, 3), "notifyAll", &[]).0, ok(Value::Nil));
+        assert_eq!(cv.repr(), "<Condition(<DRLock object>, 0)>");
         let (_, woken) = run(&mut cv, c(2, 4), "release", &[]);
-        assert_eq!(woken, vec![(c(3, 2), Ok(v(true)))]);
-        run(&mut cv, c(3, 3), "notify_all", &[]);
-        run(&mut cv, c(3, 4), "notify", &[v(0)]);
+        assert_eq!(woken, vec![(c(3, 2), Ok(Value::Nil))]);
+        assert_eq!(run(&mut cv, c(3, 3), "notify_all", &[]).0, ok(Value::Nil));
+        assert_eq!(run(&mut cv, c(3, 4), "notify", &[v(0)]).0, ok(Value::Nil));
+        assert_eq!(run(&mut cv, c(3, 5), "notify", &[]).0, ok(Value::Nil));
     }
 
     #[test]
@@ -205,6 +268,10 @@ mod tests {
         );
         assert_eq!(
             run(&mut cv, c(1, 3), "notify_all", &[]).0,
+            err("RuntimeError", "cannot notify on un-acquired lock")
+        );
+        assert_eq!(
+            run(&mut cv, c(1, 6), "notifyAll", &[]).0,
             err("RuntimeError", "cannot notify on un-acquired lock")
         );
         assert_eq!(
@@ -255,7 +322,7 @@ mod tests {
         cv.session_expired(1, &mut fx);
         assert!(fx.completed.is_empty());
         cv.session_expired(3, &mut fx);
-        assert_eq!(fx.completed, vec![(c(2, 2), Ok(v(true)))]);
+        assert_eq!(fx.completed, vec![(c(2, 2), Ok(Value::Nil))]);
         assert_eq!(cv.drain_parked(), vec![c(4, 1)]);
     }
 

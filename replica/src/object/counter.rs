@@ -1,13 +1,14 @@
-//! `Counter(value=0)`: ConCoord's example counter.
+//! `Counter(value=0)`: ConCoord's example counter. As in ConCoord 1.1 the value is any
+//! number: `Counter(2.5)` counts 2.5, 3.5, ... and prints with `%d` ("The counter value is 3").
 
-use super::args::{arity, opt_int};
+use super::args::{Number, arity, number_at};
 use super::{CallResult, ObjectError, SimpleObject};
 use crate::command::Value;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Counter {
-    value: i64,
+    value: Number,
 }
 
 impl Counter {
@@ -15,8 +16,8 @@ impl Counter {
     fn add(&mut self, delta: i64) -> CallResult {
         self.value = self
             .value
-            .checked_add(delta)
-            .ok_or_else(|| ObjectError::new("OverflowError", "counter value out of range"))?;
+            .plus(Number::Int(delta))
+            .map_err(|_| ObjectError::new("OverflowError", "counter value out of range"))?;
         Ok(Value::Nil)
     }
 }
@@ -26,9 +27,12 @@ impl SimpleObject for Counter {
 
     fn from_args(args: &[Value]) -> Result<Counter, ObjectError> {
         arity(Self::CLASS, args, &["value"], 0)?;
-        Ok(Counter {
-            value: opt_int(args, 0, "value", 0)?,
-        })
+        let value = if args.is_empty() {
+            Number::Int(0)
+        } else {
+            number_at(args, 0, "value")?
+        };
+        Ok(Counter { value })
     }
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
@@ -43,14 +47,14 @@ impl SimpleObject for Counter {
             }
             "getvalue" => {
                 arity(method, args, &[], 0)?;
-                Ok(Value::from(self.value))
+                Ok(self.value.to_value())
             }
             _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
     }
 
     fn show(&self) -> String {
-        format!("The counter value is {}", self.value)
+        format!("The counter value is {}", self.value.percent_d())
     }
 }
 
@@ -97,7 +101,7 @@ mod tests {
         );
         assert_eq!(
             Counter::from_args(&[v("1")]).unwrap_err().message,
-            "expected int for 'value', got str"
+            "expected int or float for 'value', got str"
         );
         let mut low = Counter::from_args(&[v(i64::MIN)]).unwrap();
         assert_eq!(
@@ -107,7 +111,20 @@ mod tests {
     }
 
     #[test]
+    fn a_float_value_counts_on_and_prints_with_percent_d() {
+        let mut fx = Effects::default();
+        let mut k = Counter::from_args(&[v(2.5)]).unwrap();
+        assert_eq!(k.invoke(c(1, 1), "increment", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(k.invoke(c(1, 2), "getvalue", &[], &mut fx), ok(3.5));
+        assert_eq!(k.describe(), "The counter value is 3");
+        let k = Counter::from_args(&[v(-3.7)]).unwrap();
+        assert_eq!(k.describe(), "The counter value is -3");
+    }
+
+    #[test]
     fn save_restore() {
+        let k = Counter::from_args(&[v(2.5)]).unwrap();
+        assert_eq!(Counter::restore(&k.save().unwrap()).unwrap(), k);
         let k = Counter::from_args(&[v(42)]).unwrap();
         assert_eq!(Counter::restore(&k.save().unwrap()).unwrap(), k);
     }

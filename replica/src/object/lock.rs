@@ -1,9 +1,13 @@
 //! `Lock()`: Python's non-reentrant `threading.Lock`, owned by the client session that
 //! acquired it. Acquiring a held lock parks the call, even for its holder (Python's Lock
 //! would deadlock there too); release hands it to the oldest waiter.
+//!
+//! As in ConCoord 1.1, `acquire()` returns None, whether granted at once or after waiting;
+//! the non-blocking `acquire(False)` (our extension) answers True or False. `__str__` is
+//! `<DLock object>`, `__repr__` `<DLock owner=None>` or `<DLock owner=SESSION>`.
 
-use super::args::{arity, py_bool};
-use super::sessionlock::{NotOwner, SessionLock};
+use super::args::arity;
+use super::sessionlock::{Flavor, SessionLock};
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
 use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
@@ -31,11 +35,8 @@ impl Lock {
         fx: &mut Effects,
     ) -> Result<Outcome, ObjectError> {
         match method {
-            "acquire" => self.lock.acquire_call(call, args, false),
-            "release" => self.lock.release_call(call, args, fx, |e| match e {
-                NotOwner::Unlocked => ObjectError::runtime("release unlocked lock"),
-                NotOwner::OtherSession => ObjectError::runtime("cannot release un-acquired lock"),
-            }),
+            "acquire" => self.lock.acquire_call(call, args, Flavor::Lock),
+            "release" => self.lock.release_call(call, args, fx),
             "locked" => {
                 arity(method, args, &[], 0)?;
                 Ok(Outcome::Done(Ok(Value::Boolean(self.lock.locked()))))
@@ -55,9 +56,16 @@ impl ReplicatedObject for Lock {
     }
 
     fn describe(&self) -> String {
-        format!("<DLock locked={}>", py_bool(self.lock.locked()))
+        "<DLock object>".to_string()
     }
 
+    fn repr(&self) -> String {
+        let owner = self
+            .lock
+            .owner()
+            .map_or_else(|| "None".to_string(), |s| s.to_string());
+        format!("<DLock owner={owner}>")
+    }
     fn session_expired(&mut self, session: SessionId, fx: &mut Effects) {
         self.lock.session_expired(session, fx);
     }
@@ -81,12 +89,21 @@ mod tests {
         let mut l = Lock::from_args(&[]).unwrap();
         let mut fx = Effects::default();
         assert_eq!(l.invoke(c(1, 1), "locked", &[], &mut fx), ok(false));
-        assert_eq!(l.describe(), "<DLock locked=False>");
-        assert_eq!(l.invoke(c(1, 2), "acquire", &[], &mut fx), ok(true));
-        assert_eq!(l.describe(), "<DLock locked=True>");
+        assert_eq!(l.describe(), "<DLock object>");
+        assert_eq!(l.repr(), "<DLock owner=None>");
+        // ConCoord 1.1's acquire() returns None.
+        assert_eq!(l.invoke(c(1, 2), "acquire", &[], &mut fx), ok(Value::Nil));
+        assert_eq!(l.describe(), "<DLock object>");
+        assert_eq!(l.repr(), "<DLock owner=1>");
         assert_eq!(l.invoke(c(1, 3), "locked", &[], &mut fx), ok(true));
         assert_eq!(l.invoke(c(1, 4), "release", &[], &mut fx), ok(Value::Nil));
         assert_eq!(l.invoke(c(1, 5), "locked", &[], &mut fx), ok(false));
+        assert_eq!(l.repr(), "<DLock owner=None>");
+        // An explicit blocking acquire is the same call.
+        assert_eq!(
+            l.invoke(c(1, 6), "acquire", &[v(true)], &mut fx),
+            ok(Value::Nil)
+        );
         assert!(fx.completed.is_empty());
     }
 
@@ -96,7 +113,7 @@ mod tests {
         let mut fx = Effects::default();
         assert_eq!(
             l.invoke(c(1, 1), "release", &[], &mut fx),
-            err("RuntimeError", "release unlocked lock")
+            err("RuntimeError", "cannot release un-acquired lock")
         );
         l.invoke(c(1, 2), "acquire", &[], &mut fx);
         assert_eq!(
@@ -124,7 +141,7 @@ mod tests {
     fn non_blocking_and_self_deadlock() {
         let mut l = Lock::default();
         let mut fx = Effects::default();
-        l.invoke(c(1, 1), "acquire", &[], &mut fx);
+        assert_eq!(l.invoke(c(1, 1), "acquire", &[v(false)], &mut fx), ok(true));
         assert_eq!(
             l.invoke(c(2, 1), "acquire", &[v(false)], &mut fx),
             ok(false)
@@ -132,6 +149,7 @@ mod tests {
         assert_eq!(l.invoke(c(1, 2), "acquire", &[v(0)], &mut fx), ok(false));
         // The holder blocks on its own lock, as Python's Lock would.
         assert_eq!(l.invoke(c(1, 3), "acquire", &[], &mut fx), Outcome::Parked);
+        assert_eq!(l.repr(), "<DLock owner=1>");
     }
 
     #[test]
@@ -142,14 +160,16 @@ mod tests {
         assert_eq!(l.invoke(c(3, 1), "acquire", &[], &mut fx), Outcome::Parked);
         assert_eq!(l.invoke(c(2, 1), "acquire", &[], &mut fx), Outcome::Parked);
         l.invoke(c(1, 2), "release", &[], &mut fx);
-        assert_eq!(fx.completed, vec![(c(3, 1), Ok(v(true)))]);
+        // Granted later: None too.
+        assert_eq!(fx.completed, vec![(c(3, 1), Ok(Value::Nil))]);
+        assert_eq!(l.repr(), "<DLock owner=3>");
         let mut fx = Effects::default();
         assert_eq!(
             l.invoke(c(1, 3), "release", &[], &mut fx),
             err("RuntimeError", "cannot release un-acquired lock")
         );
         l.invoke(c(3, 2), "release", &[], &mut fx);
-        assert_eq!(fx.completed, vec![(c(2, 1), Ok(v(true)))]);
+        assert_eq!(fx.completed, vec![(c(2, 1), Ok(Value::Nil))]);
     }
 
     #[test]
@@ -162,7 +182,7 @@ mod tests {
         l.session_expired(2, &mut fx);
         assert!(fx.completed.is_empty());
         l.session_expired(1, &mut fx);
-        assert_eq!(fx.completed, vec![(c(3, 1), Ok(v(true)))]);
+        assert_eq!(fx.completed, vec![(c(3, 1), Ok(Value::Nil))]);
         l.invoke(c(4, 1), "acquire", &[], &mut fx);
         assert_eq!(l.drain_parked(), vec![c(4, 1)]);
     }
@@ -173,8 +193,11 @@ mod tests {
         let mut fx = Effects::default();
         l.invoke(c(1, 1), "acquire", &[], &mut fx);
         l.invoke(c(2, 1), "acquire", &[], &mut fx);
-        let back = Lock::restore(&l.save().unwrap()).unwrap();
+        let mut back = Lock::restore(&l.save().unwrap()).unwrap();
         assert_eq!(back, l);
+        // The restored waiter still gets None.
+        back.invoke(c(1, 2), "release", &[], &mut fx);
+        assert_eq!(fx.completed, vec![(c(2, 1), Ok(Value::Nil))]);
         assert!(Lock::restore(b"junk").is_err());
     }
 }

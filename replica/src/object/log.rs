@@ -1,6 +1,6 @@
 //! `Log()`: ConCoord's example log. `write` replaces the whole log with one entry,
-//! `append` adds one, `read` returns the entries as a list (ConCoord returned them joined
-//! into a string, which is what describe() gives).
+//! `append` adds one, `read` returns the entries joined into one string, each as Python's
+//! `str()` prints it, separated by spaces (as ConCoord 1.1: `read()` is `__str__()`).
 
 use super::args::{arity, py_str, value_at};
 use super::{CallResult, ObjectError, SimpleObject};
@@ -29,7 +29,7 @@ impl SimpleObject for Log {
             }
             "read" => {
                 arity(method, args, &[], 0)?;
-                Ok(Value::Array(self.entries.clone()))
+                Ok(Value::from(self.show()))
             }
             _ => Err(ObjectError::no_method(Self::CLASS, method)),
         }
@@ -56,19 +56,14 @@ mod tests {
     #[test]
     fn write_append_read() {
         let mut l = Log::from_args(&[]).unwrap();
-        assert_eq!(call(&mut l, "read", &[]), ok(Value::Array(vec![])));
+        assert_eq!(call(&mut l, "read", &[]), ok(""));
         assert_eq!(call(&mut l, "append", &[v("a")]), ok(Value::Nil));
         assert_eq!(call(&mut l, "append", &[v(2)]), ok(Value::Nil));
-        assert_eq!(
-            call(&mut l, "read", &[]),
-            ok(Value::Array(vec![v("a"), v(2)]))
-        );
-        assert_eq!(l.describe(), "a 2");
+        assert_eq!(call(&mut l, "append", &[v(2.5)]), ok(Value::Nil));
+        assert_eq!(call(&mut l, "read", &[]), ok("a 2 2.5"));
+        assert_eq!(l.describe(), "a 2 2.5");
         assert_eq!(call(&mut l, "write", &[v("fresh")]), ok(Value::Nil));
-        assert_eq!(
-            call(&mut l, "read", &[]),
-            ok(Value::Array(vec![v("fresh")]))
-        );
+        assert_eq!(call(&mut l, "read", &[]), ok("fresh"));
     }
 
     #[test]

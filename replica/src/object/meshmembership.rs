@@ -1,46 +1,43 @@
 //! `MeshMembership()`: named groups of nodes that agree on their membership through epochs
 //! (ConCoord's mesh membership object). Group and node names are ints or strings.
 //!
-//! Semantics:
-//! - A group starts at epoch 1 with no members. Every membership change (a join, a removal
-//!   after failure reports) bumps the epoch by one, and nothing else does.
-//! - `add_group(name, minsize=1)` creates a group and returns True, or returns False and
-//!   changes nothing when it exists. `minsize` (>= 1) is recorded and reported, not
-//!   enforced, as in ConCoord. `remove_group(name)` deletes it; its parked `wait`s fail with
-//!   KeyError.
-//! - `approve_join(name, node, epoch)` returns `[joined, epoch]`. It adds `node` only if
-//!   `epoch` is the group's current epoch (the caller saw the latest view); a stale epoch
-//!   changes nothing and returns `[False, current]`. A node that is already a member gets
-//!   `[True, current]` without a bump.
-//! - `notify_failure(name, epoch, failed_node)` records that the calling client session
-//!   suspects `failed_node` in `epoch`. Once distinct sessions reporting it make up at least
-//!   half of the group's size, the node is removed and the epoch bumped. A stale epoch or a
-//!   node that is not a member is a no-op. It returns the resulting `[members, epoch]`, so
-//!   a caller sees whether its report was current. Reports reset on every epoch change.
+//! Semantics, ConCoord 1.1's (its return values and errors, method by method):
+//! - A group starts at epoch 1 with no members. `add_group(name, minsize)` creates it and
+//!   returns None (an existing group is left as it is). `minsize` is recorded and printed,
+//!   not enforced. `remove_group(name)` deletes it; its parked `wait`s fail with KeyError.
+//! - `approve_join(name, node, epoch)` returns `[joined, epoch]`: when `epoch` is the
+//!   group's current one, the epoch moves on, `node` becomes a member (with no strikes) and
+//!   the waiters wake; a stale epoch changes nothing and returns `[False, current]`.
+//! - `notify_failure(name, epoch, node)` counts a strike against `node`: with a stale epoch
+//!   it changes nothing and returns `[{member: strikes}, epoch]`; a node that is not a member
+//!   is a KeyError; once the node's strikes reach half the group's size it is removed, the
+//!   epoch moves on, waiters wake, and `[{member: strikes}, epoch]` is returned; below that,
+//!   None. (1.1 crashed with a NameError at the removal; we do what it meant.)
 //! - `wait(name, epoch=None)` parks until the epoch changes and completes with the new
-//!   epoch. Given an `epoch` that is already stale, it returns the current one at once, so
-//!   a change between reading the epoch and waiting is never missed.
-//! - `check_member(name, node)` -> `[is_member, epoch]`; `get_group_members(name)` (sorted),
+//!   epoch (1.1's `wait` crashed with a NameError). Given an `epoch` that is already stale,
+//!   it returns the current one at once, so a change between reading the epoch and waiting
+//!   is never missed.
+//! - `check_member(name, node)` -> `[is_member, epoch]`; `get_group_members(name)`,
 //!   `get_group_epoch(name)`, `get_group_state(name)` -> `[members, epoch]`. An unknown
-//!   group is a KeyError everywhere except `add_group`.
+//!   group is a KeyError (`'name'`) everywhere except `add_group`.
 
 use super::args::{Key, arity, int_at, key_at, opt_int};
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
 use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 struct Group {
     epoch: u64,
-    minsize: u64,
-    /// Each member with the sessions that reported it failed in this epoch.
-    members: BTreeMap<Key, BTreeSet<SessionId>>,
+    minsize: i64,
+    /// Each member with its strikes (failure reports), as 1.1 kept them.
+    members: BTreeMap<Key, u64>,
     waiters: VecDeque<CallId>,
 }
 
 impl Group {
-    fn new(minsize: u64) -> Group {
+    fn new(minsize: i64) -> Group {
         Group {
             epoch: 1,
             minsize,
@@ -57,30 +54,25 @@ impl Group {
         Value::Array(vec![self.members(), Value::from(self.epoch)])
     }
 
+    /// `[{member: strikes}, epoch]`, what 1.1's notify_failure returned.
+    fn strikes_and_epoch(&self) -> Value {
+        let strikes = self
+            .members
+            .iter()
+            .map(|(node, n)| (node.to_value(), Value::from(*n)))
+            .collect();
+        Value::Array(vec![Value::Map(strikes), Value::from(self.epoch)])
+    }
+
     fn is_current(&self, epoch: i64) -> bool {
         u64::try_from(epoch).ok() == Some(self.epoch)
     }
 
-    /// The membership changed: a new epoch, fresh reports, and every waiter learns it.
+    /// The membership changed: a new epoch, and every waiter learns it.
     fn bump(&mut self, fx: &mut Effects) {
         self.epoch = self.epoch.saturating_add(1);
-        for reports in self.members.values_mut() {
-            reports.clear();
-        }
         for call in self.waiters.drain(..) {
             fx.complete(call, Ok(Value::from(self.epoch)));
-        }
-    }
-
-    fn report_failure(&mut self, reporter: SessionId, node: &Key, fx: &mut Effects) {
-        let size = self.members.len();
-        let Some(reports) = self.members.get_mut(node) else {
-            return;
-        };
-        reports.insert(reporter);
-        if reports.len() * 2 >= size {
-            self.members.remove(node);
-            self.bump(fx);
         }
     }
 }
@@ -101,7 +93,7 @@ impl MeshMembership {
     }
 
     fn group(&mut self, args: &[Value]) -> Result<&mut Group, ObjectError> {
-        let name = key_at(args, 0, "name")?;
+        let name = key_at(args, 0, "gname")?;
         self.groups.get_mut(&name).ok_or_else(|| name.key_error())
     }
 
@@ -114,21 +106,17 @@ impl MeshMembership {
     ) -> Result<Outcome, ObjectError> {
         let result = match method {
             "add_group" => {
-                arity(method, args, &["name", "minsize"], 1)?;
-                let name = key_at(args, 0, "name")?;
-                let minsize = u64::try_from(opt_int(args, 1, "minsize", 1)?)
-                    .ok()
-                    .filter(|m| *m >= 1)
-                    .ok_or_else(|| ObjectError::value("minsize must be >= 1"))?;
-                let created = !self.groups.contains_key(&name);
-                if created {
-                    self.groups.insert(name, Group::new(minsize));
-                }
-                Value::Boolean(created)
+                arity(method, args, &["gname", "minsize"], 1)?;
+                let name = key_at(args, 0, "gname")?;
+                let minsize = opt_int(args, 1, "minsize", 1)?;
+                self.groups
+                    .entry(name)
+                    .or_insert_with(|| Group::new(minsize));
+                Value::Nil
             }
             "remove_group" => {
-                arity(method, args, &["name"], 1)?;
-                let name = key_at(args, 0, "name")?;
+                arity(method, args, &["gname"], 1)?;
+                let name = key_at(args, 0, "gname")?;
                 let group = self.groups.remove(&name).ok_or_else(|| name.key_error())?;
                 for waiter in group.waiters {
                     fx.complete(waiter, Err(name.key_error()));
@@ -136,33 +124,42 @@ impl MeshMembership {
                 Value::Nil
             }
             "approve_join" => {
-                arity(method, args, &["name", "node", "epoch"], 3)?;
+                arity(method, args, &["gname", "node", "epochno"], 3)?;
                 let node = key_at(args, 1, "node")?;
-                let epoch = int_at(args, 2, "epoch")?;
+                let epoch = int_at(args, 2, "epochno")?;
                 let group = self.group(args)?;
-                let joined = if group.members.contains_key(&node) {
-                    true
-                } else if group.is_current(epoch) {
-                    group.members.insert(node, BTreeSet::new());
+                let joined = group.is_current(epoch);
+                if joined {
+                    group.members.entry(node).or_insert(0);
                     group.bump(fx);
-                    true
-                } else {
-                    false
-                };
+                }
                 Value::Array(vec![Value::Boolean(joined), Value::from(group.epoch)])
             }
             "notify_failure" => {
-                arity(method, args, &["name", "epoch", "failed_node"], 3)?;
+                arity(method, args, &["gname", "epoch", "failednode"], 3)?;
                 let epoch = int_at(args, 1, "epoch")?;
-                let node = key_at(args, 2, "failed_node")?;
+                let node = key_at(args, 2, "failednode")?;
                 let group = self.group(args)?;
-                if group.is_current(epoch) {
-                    group.report_failure(call.session, &node, fx);
+                if !group.is_current(epoch) {
+                    return Ok(Outcome::Done(Ok(group.strikes_and_epoch())));
                 }
-                group.state()
+                let size = group.members.len();
+                let strikes = group
+                    .members
+                    .get_mut(&node)
+                    .ok_or_else(|| node.key_error())?;
+                *strikes = strikes.saturating_add(1);
+                // 1.1: strikes >= len(members) / 2.0
+                if u128::from(*strikes) * 2 >= size as u128 {
+                    group.members.remove(&node);
+                    group.bump(fx);
+                    group.strikes_and_epoch()
+                } else {
+                    Value::Nil
+                }
             }
             "wait" => {
-                arity(method, args, &["name", "epoch"], 1)?;
+                arity(method, args, &["gname", "epoch"], 1)?;
                 let seen = match args.get(1) {
                     None | Some(Value::Nil) => None,
                     Some(_) => Some(int_at(args, 1, "epoch")?),
@@ -177,7 +174,7 @@ impl MeshMembership {
                 return Ok(Outcome::Parked);
             }
             "check_member" => {
-                arity(method, args, &["name", "node"], 2)?;
+                arity(method, args, &["gname", "node"], 2)?;
                 let node = key_at(args, 1, "node")?;
                 let group = self.group(args)?;
                 Value::Array(vec![
@@ -186,15 +183,15 @@ impl MeshMembership {
                 ])
             }
             "get_group_members" => {
-                arity(method, args, &["name"], 1)?;
+                arity(method, args, &["gname"], 1)?;
                 self.group(args)?.members()
             }
             "get_group_epoch" => {
-                arity(method, args, &["name"], 1)?;
+                arity(method, args, &["gname"], 1)?;
                 Value::from(self.group(args)?.epoch)
             }
             "get_group_state" => {
-                arity(method, args, &["name"], 1)?;
+                arity(method, args, &["gname"], 1)?;
                 self.group(args)?.state()
             }
             _ => return Err(ObjectError::no_method(self.type_name(), method)),
@@ -263,188 +260,128 @@ mod tests {
         (out, fx.completed)
     }
 
-    fn pair(a: Value, b: Value) -> Outcome {
-        ok(Value::Array(vec![a, b]))
+    fn pair(a: impl Into<Value>, b: impl Into<Value>) -> Value {
+        Value::Array(vec![a.into(), b.into()])
     }
 
-    fn list(items: &[&str]) -> Value {
-        Value::Array(items.iter().map(|s| v(*s)).collect())
+    fn strikes(entries: &[(&str, u64)], epoch: u64) -> Value {
+        let map = entries.iter().map(|(n, s)| (v(*n), v(*s))).collect();
+        pair(Value::Map(map), epoch)
     }
 
     #[test]
-    fn joins_bump_the_epoch_and_wake_waiters() {
+    fn groups_join_by_epoch() {
         let mut m = MeshMembership::from_args(&[]).unwrap();
         assert_eq!(
             run(&mut m, c(1, 1), "add_group", &[v("g"), v(2)]).0,
-            ok(true)
+            ok(Value::Nil)
         );
-        assert_eq!(run(&mut m, c(1, 2), "add_group", &[v("g")]).0, ok(false));
+        assert_eq!(
+            run(&mut m, c(1, 2), "add_group", &[v("g"), v(5)]).0,
+            ok(Value::Nil)
+        );
         assert_eq!(run(&mut m, c(1, 3), "get_group_epoch", &[v("g")]).0, ok(1));
-        assert_eq!(run(&mut m, c(2, 1), "wait", &[v("g")]).0, Outcome::Parked);
         assert_eq!(
-            run(&mut m, c(3, 1), "wait", &[v("g"), v(1)]).0,
-            Outcome::Parked
+            run(&mut m, c(1, 4), "approve_join", &[v("g"), v("n1"), v(1)]).0,
+            ok(pair(true, 2))
         );
-        let (out, woken) = run(&mut m, c(1, 4), "approve_join", &[v("g"), v("a"), v(1)]);
-        assert_eq!(out, pair(v(true), v(2)));
-        assert_eq!(woken, vec![(c(2, 1), Ok(v(2))), (c(3, 1), Ok(v(2)))]);
-        // Stale epoch: rejected, nothing changes.
+        // A stale epoch changes nothing.
         assert_eq!(
-            run(&mut m, c(1, 5), "approve_join", &[v("g"), v("b"), v(1)]).0,
-            pair(v(false), v(2))
+            run(&mut m, c(1, 5), "approve_join", &[v("g"), v("n2"), v(1)]).0,
+            ok(pair(false, 2))
         );
-        // Already a member: accepted without a bump.
+        // A member joining again at the current epoch moves the epoch on, as in 1.1.
         assert_eq!(
-            run(&mut m, c(1, 6), "approve_join", &[v("g"), v("a"), v(1)]).0,
-            pair(v(true), v(2))
+            run(&mut m, c(1, 6), "approve_join", &[v("g"), v("n1"), v(2)]).0,
+            ok(pair(true, 3))
         );
         assert_eq!(
-            run(&mut m, c(1, 7), "approve_join", &[v("g"), v("b"), v(2)]).0,
-            pair(v(true), v(3))
+            run(&mut m, c(1, 7), "get_group_state", &[v("g")]).0,
+            ok(pair(Value::Array(vec![v("n1")]), 3))
         );
         assert_eq!(
-            run(&mut m, c(1, 8), "check_member", &[v("g"), v("a")]).0,
-            pair(v(true), v(3))
+            run(&mut m, c(1, 8), "check_member", &[v("g"), v("zz")]).0,
+            ok(pair(false, 3))
         );
+        assert_eq!(m.describe(), "g: Epoch: 3 Minimum Size: 2 Members: n1");
         assert_eq!(
-            run(&mut m, c(1, 9), "check_member", &[v("g"), v("z")]).0,
-            pair(v(false), v(3))
+            run(&mut m, c(1, 9), "remove_group", &[v("g")]).0,
+            ok(Value::Nil)
         );
         assert_eq!(
             run(&mut m, c(1, 10), "get_group_members", &[v("g")]).0,
-            ok(list(&["a", "b"]))
+            err("KeyError", "'g'")
         );
-        assert_eq!(
-            run(&mut m, c(1, 11), "get_group_state", &[v("g")]).0,
-            pair(list(&["a", "b"]), v(3))
-        );
-        assert_eq!(m.describe(), "g: Epoch: 3 Minimum Size: 2 Members: a b");
-        // A wait with a stale epoch answers at once.
-        assert_eq!(run(&mut m, c(2, 2), "wait", &[v("g"), v(1)]).0, ok(3));
     }
 
     #[test]
-    fn failures_remove_a_member_after_enough_reports() {
+    fn failure_reports_remove_a_node_at_half_the_group() {
         let mut m = MeshMembership::default();
-        run(&mut m, c(1, 1), "add_group", &[v("g")]);
-        for (i, node) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        run(&mut m, c(1, 1), "add_group", &[v("g"), v(2)]);
+        for (i, node) in ["n1", "n2", "n3"].iter().enumerate() {
+            let epoch = i as i64 + 1;
             run(
                 &mut m,
                 c(1, 2 + i as u64),
                 "approve_join",
-                &[v("g"), v(node), v(1 + i as i64)],
+                &[v("g"), v(*node), v(epoch)],
             );
         }
-        assert_eq!(run(&mut m, c(1, 9), "get_group_epoch", &[v("g")]).0, ok(5));
-        run(&mut m, c(9, 1), "wait", &[v("g")]);
-        // Stale epoch: a no-op that shows the current state.
+        // Stale epoch: the strikes and the current epoch, nothing counted.
         assert_eq!(
-            run(&mut m, c(2, 1), "notify_failure", &[v("g"), v(4), v("d")]).0,
-            pair(list(&["a", "b", "c", "d"]), v(5))
+            run(&mut m, c(1, 5), "notify_failure", &[v("g"), v(1), v("n1")]).0,
+            ok(strikes(&[("n1", 0), ("n2", 0), ("n3", 0)], 4))
         );
-        // One report of four members is not enough; the same session twice counts once.
-        run(&mut m, c(2, 2), "notify_failure", &[v("g"), v(5), v("d")]);
-        let (out, woken) = run(&mut m, c(2, 3), "notify_failure", &[v("g"), v(5), v("d")]);
-        assert_eq!(out, pair(list(&["a", "b", "c", "d"]), v(5)));
-        assert!(woken.is_empty());
-        let (out, woken) = run(&mut m, c(3, 1), "notify_failure", &[v("g"), v(5), v("d")]);
-        assert_eq!(out, pair(list(&["a", "b", "c"]), v(6)));
-        assert_eq!(woken, vec![(c(9, 1), Ok(v(6)))]);
-        // Unknown node: no-op.
         assert_eq!(
-            run(&mut m, c(3, 2), "notify_failure", &[v("g"), v(6), v("zz")]).0,
-            pair(list(&["a", "b", "c"]), v(6))
+            run(&mut m, c(1, 6), "notify_failure", &[v("g"), v(4), v("zz")]).0,
+            err("KeyError", "'zz'")
         );
-        // Reports reset with the epoch: a report from epoch 5 no longer counts for "c".
-        run(&mut m, c(2, 4), "notify_failure", &[v("g"), v(6), v("c")]);
+        // One strike of three members: below half, None.
         assert_eq!(
-            run(&mut m, c(3, 3), "notify_failure", &[v("g"), v(6), v("c")]).0,
-            pair(list(&["a", "b"]), v(7))
+            run(&mut m, c(1, 7), "notify_failure", &[v("g"), v(4), v("n1")]).0,
+            ok(Value::Nil)
+        );
+        // The second reaches 1.5: removed, a new epoch, a waiter wakes with it.
+        assert_eq!(run(&mut m, c(2, 1), "wait", &[v("g")]).0, Outcome::Parked);
+        let (out, woken) = run(&mut m, c(1, 8), "notify_failure", &[v("g"), v(4), v("n1")]);
+        assert_eq!(out, ok(strikes(&[("n2", 0), ("n3", 0)], 5)));
+        assert_eq!(woken, vec![(c(2, 1), Ok(v(5)))]);
+        assert_eq!(
+            run(&mut m, c(1, 9), "check_member", &[v("g"), v("n1")]).0,
+            ok(pair(false, 5))
         );
     }
 
     #[test]
-    fn remove_group_fails_its_waiters() {
+    fn wait_parks_until_the_epoch_changes() {
         let mut m = MeshMembership::default();
-        run(&mut m, c(1, 1), "add_group", &[v(5)]);
-        run(&mut m, c(2, 1), "wait", &[v(5)]);
-        let (out, woken) = run(&mut m, c(1, 2), "remove_group", &[v(5)]);
-        assert_eq!(out, ok(Value::Nil));
-        assert_eq!(woken, vec![(c(2, 1), Err(ObjectError::key("5")))]);
+        run(&mut m, c(1, 1), "add_group", &[v("g"), v(1)]);
+        assert_eq!(run(&mut m, c(2, 1), "wait", &[v("g")]).0, Outcome::Parked);
+        // A stale epoch answers at once.
+        assert_eq!(run(&mut m, c(3, 1), "wait", &[v("g"), v(0)]).0, ok(1));
+        let (out, woken) = run(&mut m, c(1, 2), "approve_join", &[v("g"), v("n1"), v(1)]);
+        assert_eq!(out, ok(pair(true, 2)));
+        assert_eq!(woken, vec![(c(2, 1), Ok(v(2)))]);
+        // A removed group fails its waiters.
+        assert_eq!(run(&mut m, c(2, 2), "wait", &[v("g")]).0, Outcome::Parked);
+        let (_, woken) = run(&mut m, c(1, 3), "remove_group", &[v("g")]);
+        assert_eq!(woken, vec![(c(2, 2), Err(ObjectError::key("'g'")))]);
         assert_eq!(
-            run(&mut m, c(1, 3), "get_group_epoch", &[v(5)]).0,
-            err("KeyError", "5")
+            run(&mut m, c(1, 4), "wait", &[v("g")]).0,
+            err("KeyError", "'g'")
         );
     }
 
     #[test]
-    fn errors() {
+    fn session_expiry_drops_its_waiters_and_state_round_trips() {
         let mut m = MeshMembership::default();
-        for (method, args) in [
-            ("remove_group", vec![v("x")]),
-            ("approve_join", vec![v("x"), v("n"), v(1)]),
-            ("notify_failure", vec![v("x"), v(1), v("n")]),
-            ("wait", vec![v("x")]),
-            ("check_member", vec![v("x"), v("n")]),
-            ("get_group_members", vec![v("x")]),
-            ("get_group_epoch", vec![v("x")]),
-            ("get_group_state", vec![v("x")]),
-        ] {
-            assert_eq!(
-                run(&mut m, c(1, 1), method, &args).0,
-                err("KeyError", "'x'"),
-                "{method}"
-            );
-        }
-        assert_eq!(
-            run(&mut m, c(1, 2), "add_group", &[v("g"), v(0)]).0,
-            err("ValueError", "minsize must be >= 1")
-        );
-        run(&mut m, c(1, 3), "add_group", &[v("g")]);
-        assert_eq!(
-            run(&mut m, c(1, 4), "approve_join", &[v("g"), v("n"), v("1")]).0,
-            err("TypeError", "expected int for 'epoch', got str")
-        );
-        assert_eq!(
-            run(&mut m, c(1, 5), "approve_join", &[v("g"), v("n")]).0,
-            err(
-                "TypeError",
-                "approve_join() missing 1 required positional argument: 'epoch'"
-            )
-        );
-        assert_eq!(
-            run(&mut m, c(1, 6), "wait", &[v("g"), v("e")]).0,
-            err("TypeError", "expected int for 'epoch', got str")
-        );
-        assert_eq!(
-            run(&mut m, c(1, 7), "approve_join", &[v("g"), v("n"), v(-1)]).0,
-            pair(v(false), v(1))
-        );
-        assert_eq!(
-            run(&mut m, c(1, 8), "join", &[]).0,
-            err(
-                "AttributeError",
-                "'MeshMembership' object has no attribute 'join'"
-            )
-        );
-        assert!(MeshMembership::from_args(&[v(1)]).is_err());
-    }
-
-    #[test]
-    fn expiry_drain_and_save_restore() {
-        let mut m = MeshMembership::default();
-        run(&mut m, c(1, 1), "add_group", &[v("g")]);
-        run(&mut m, c(1, 2), "add_group", &[v("h")]);
+        run(&mut m, c(1, 1), "add_group", &[v("g"), v(1)]);
         run(&mut m, c(2, 1), "wait", &[v("g")]);
-        run(&mut m, c(3, 1), "wait", &[v("g"), Value::Nil]);
-        run(&mut m, c(3, 2), "wait", &[v("h")]);
         m.session_expired(2, &mut Effects::default());
-        let mut back = MeshMembership::restore(&m.save().unwrap()).unwrap();
-        assert_eq!(back, m);
-        assert_eq!(back.drain_parked(), vec![c(3, 1), c(3, 2)]);
-        assert_eq!(
-            m.describe(),
-            "g: Epoch: 1 Minimum Size: 1 Members: \nh: Epoch: 1 Minimum Size: 1 Members: "
-        );
+        let (_, woken) = run(&mut m, c(1, 2), "approve_join", &[v("g"), v(7), v(1)]);
+        assert!(woken.is_empty());
+        let restored = MeshMembership::restore(&m.save().unwrap()).unwrap();
+        assert_eq!(restored, m);
+        assert!(m.drain_parked().is_empty());
     }
 }

@@ -146,8 +146,14 @@ pub trait ReplicatedObject: Send + fmt::Debug {
     /// AttributeError; never panics.
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome;
 
-    /// `__str__` / `__repr__`, e.g. `<DSemaphore count=0>`.
+    /// `__str__`, e.g. `<DSemaphore object>`.
     fn describe(&self) -> String;
+
+    /// `__repr__`, e.g. `<DSemaphore count=0>`; the same as `__str__` unless the type says
+    /// otherwise (ConCoord 1.1's threading objects show their state only in `__repr__`).
+    fn repr(&self) -> String {
+        self.describe()
+    }
 
     /// The session is gone: release what it owns (locks, permits), which may complete calls
     /// of other sessions, and drop its parked calls without completing them.

@@ -1,11 +1,11 @@
 //! `Queue(maxsize=0)`: Python's `queue.Queue` (FIFO; `maxsize <= 0` means unbounded).
 //!
-//! `get()` on an empty queue parks (or raises `Empty` with `block=False`); `put()` on a full
-//! queue parks (or raises `Full`). A put hands its item straight to the oldest parked get,
+//! As in ConCoord 1.1, `get()` on an empty queue raises `Empty` and `put()` on a full one
+//! raises `Full`; `get(True)` and `put(item, True)` park until they can finish instead. A put hands its item straight to the oldest parked get,
 //! and a get that frees a slot admits the oldest parked put, so waiters are served in order.
 //! Timeouts are not offered: a replicated object has no clock.
 
-use super::args::{arity, opt_bool, opt_int, py_repr, value_at};
+use super::args::{arity, opt_bool, opt_int, value_at};
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
 use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,7 @@ impl Queue {
             "put" => {
                 arity(method, args, &["item", "block"], 1)?;
                 let item = value_at(args, 0, "item")?;
-                Ok(self.put(call, item, opt_bool(args, 1, true), fx))
+                Ok(self.put(call, item, opt_bool(args, 1, false), fx))
             }
             "put_nowait" => {
                 arity(method, args, &["item"], 1)?;
@@ -92,7 +92,7 @@ impl Queue {
             }
             "get" => {
                 arity(method, args, &["block"], 0)?;
-                Ok(self.get(call, opt_bool(args, 0, true), fx))
+                Ok(self.get(call, opt_bool(args, 0, false), fx))
             }
             "get_nowait" => {
                 arity(method, args, &[], 0)?;
@@ -124,9 +124,14 @@ impl ReplicatedObject for Queue {
         Outcome::from_result(self.dispatch(call, method, args, fx))
     }
 
-    /// The items as a Python list, as ConCoord's Queue printed.
+    /// ConCoord 1.1 printed its `Queue.Queue` with a memory address, which differs on
+    /// every replica; we print the same shape with what is deterministic.
     fn describe(&self) -> String {
-        py_repr(&Value::Array(self.items.iter().cloned().collect()))
+        format!(
+            "<Queue.Queue instance maxsize={} qsize={}>",
+            self.maxsize,
+            self.items.len()
+        )
     }
 
     fn session_expired(&mut self, session: SessionId, _fx: &mut Effects) {
@@ -162,7 +167,7 @@ mod tests {
         );
         assert_eq!(q.invoke(c(1, 4), "qsize", &[], &mut fx), ok(2));
         assert_eq!(q.invoke(c(1, 5), "full", &[], &mut fx), ok(false));
-        assert_eq!(q.describe(), "['a', 2]");
+        assert_eq!(q.describe(), "<Queue.Queue instance maxsize=0 qsize=2>");
         assert_eq!(q.invoke(c(1, 6), "get", &[], &mut fx), ok("a"));
         assert_eq!(q.invoke(c(1, 7), "get_nowait", &[], &mut fx), ok(2));
         assert_eq!(q.invoke(c(1, 8), "empty", &[], &mut fx), ok(true));
@@ -216,11 +221,17 @@ mod tests {
     fn blocking_get_is_fed_by_put_in_order() {
         let mut q = Queue::default();
         let mut fx = Effects::default();
-        assert_eq!(q.invoke(c(1, 1), "get", &[], &mut fx), Outcome::Parked);
-        assert_eq!(q.invoke(c(2, 1), "get", &[], &mut fx), Outcome::Parked);
-        q.invoke(c(3, 1), "put", &[v("x")], &mut fx);
-        q.invoke(c(3, 2), "put", &[v("y")], &mut fx);
-        q.invoke(c(3, 3), "put", &[v("z")], &mut fx);
+        assert_eq!(
+            q.invoke(c(1, 1), "get", &[v(true)], &mut fx),
+            Outcome::Parked
+        );
+        assert_eq!(
+            q.invoke(c(2, 1), "get", &[v(true)], &mut fx),
+            Outcome::Parked
+        );
+        q.invoke(c(3, 1), "put", &[v("x"), v(true)], &mut fx);
+        q.invoke(c(3, 2), "put", &[v("y"), v(true)], &mut fx);
+        q.invoke(c(3, 3), "put", &[v("z"), v(true)], &mut fx);
         assert_eq!(
             fx.completed,
             vec![(c(1, 1), Ok(v("x"))), (c(2, 1), Ok(v("y")))]
@@ -232,17 +243,34 @@ mod tests {
     fn blocking_put_waits_for_space() {
         let mut q = Queue::from_args(&[v(2)]).unwrap();
         let mut fx = Effects::default();
-        q.invoke(c(1, 1), "put", &[v(1)], &mut fx);
-        q.invoke(c(1, 2), "put", &[v(2)], &mut fx);
-        assert_eq!(q.invoke(c(2, 1), "put", &[v(3)], &mut fx), Outcome::Parked);
-        assert_eq!(q.invoke(c(3, 1), "put", &[v(4)], &mut fx), Outcome::Parked);
-        assert_eq!(q.invoke(c(4, 1), "get", &[], &mut fx), ok(1));
+        q.invoke(c(1, 1), "put", &[v(1), v(true)], &mut fx);
+        q.invoke(c(1, 2), "put", &[v(2), v(true)], &mut fx);
+        assert_eq!(
+            q.invoke(c(2, 1), "put", &[v(3), v(true)], &mut fx),
+            Outcome::Parked
+        );
+        assert_eq!(
+            q.invoke(c(3, 1), "put", &[v(4), v(true)], &mut fx),
+            Outcome::Parked
+        );
+        assert_eq!(q.invoke(c(4, 1), "get", &[v(true)], &mut fx), ok(1));
         assert_eq!(fx.completed, vec![(c(2, 1), Ok(Value::Nil))]);
-        assert_eq!(q.describe(), "[2, 3]");
-        assert_eq!(q.invoke(c(4, 2), "get", &[], &mut fx), ok(2));
-        assert_eq!(q.invoke(c(4, 3), "get", &[], &mut fx), ok(3));
-        assert_eq!(q.invoke(c(4, 4), "get", &[], &mut fx), ok(4));
+        assert_eq!(q.describe(), "<Queue.Queue instance maxsize=2 qsize=2>");
+        assert_eq!(q.invoke(c(4, 2), "get", &[v(true)], &mut fx), ok(2));
+        assert_eq!(q.invoke(c(4, 3), "get", &[v(true)], &mut fx), ok(3));
+        assert_eq!(q.invoke(c(4, 4), "get", &[v(true)], &mut fx), ok(4));
         assert_eq!(fx.completed.len(), 2);
+    }
+
+    #[test]
+    fn get_and_put_do_not_block_by_default_as_in_concoord_11() {
+        let mut q = Queue::from_args(&[v(1)]).unwrap();
+        let mut fx = Effects::default();
+        assert_eq!(q.invoke(c(1, 1), "get", &[], &mut fx), err("Empty", ""));
+        assert_eq!(q.invoke(c(1, 2), "put", &[v(1)], &mut fx), ok(Value::Nil));
+        assert_eq!(q.invoke(c(1, 3), "put", &[v(2)], &mut fx), err("Full", ""));
+        assert_eq!(q.invoke(c(1, 4), "get", &[], &mut fx), ok(1));
+        assert!(fx.completed.is_empty());
     }
 
     #[test]
@@ -259,18 +287,18 @@ mod tests {
     fn expiry_drops_parked_calls() {
         let mut q = Queue::from_args(&[v(1)]).unwrap();
         let mut fx = Effects::default();
-        q.invoke(c(1, 1), "put", &[v(1)], &mut fx);
-        q.invoke(c(2, 1), "put", &[v(2)], &mut fx);
-        q.invoke(c(3, 1), "put", &[v(3)], &mut fx);
+        q.invoke(c(1, 1), "put", &[v(1), v(true)], &mut fx);
+        q.invoke(c(2, 1), "put", &[v(2), v(true)], &mut fx);
+        q.invoke(c(3, 1), "put", &[v(3), v(true)], &mut fx);
         q.session_expired(2, &mut fx);
-        q.invoke(c(4, 1), "get", &[], &mut fx);
+        q.invoke(c(4, 1), "get", &[v(true)], &mut fx);
         assert_eq!(fx.completed, vec![(c(3, 1), Ok(Value::Nil))]);
         let mut e = Queue::default();
-        e.invoke(c(1, 1), "get", &[], &mut fx);
-        e.invoke(c(2, 1), "get", &[], &mut fx);
+        e.invoke(c(1, 1), "get", &[v(true)], &mut fx);
+        e.invoke(c(2, 1), "get", &[v(true)], &mut fx);
         e.session_expired(1, &mut fx);
         let mut fx = Effects::default();
-        e.invoke(c(3, 1), "put", &[v("a")], &mut fx);
+        e.invoke(c(3, 1), "put", &[v("a"), v(true)], &mut fx);
         assert_eq!(fx.completed, vec![(c(2, 1), Ok(v("a")))]);
     }
 
@@ -278,13 +306,18 @@ mod tests {
     fn save_restore_and_drain() {
         let mut q = Queue::from_args(&[v(1)]).unwrap();
         let mut fx = Effects::default();
-        q.invoke(c(1, 1), "put", &[v(1)], &mut fx);
-        q.invoke(c(2, 1), "put", &[Value::Binary(vec![1, 2])], &mut fx);
+        q.invoke(c(1, 1), "put", &[v(1), v(true)], &mut fx);
+        q.invoke(
+            c(2, 1),
+            "put",
+            &[Value::Binary(vec![1, 2]), v(true)],
+            &mut fx,
+        );
         let mut back = Queue::restore(&q.save().unwrap()).unwrap();
         assert_eq!(back, q);
         assert_eq!(back.drain_parked(), vec![c(2, 1)]);
         let mut g = Queue::default();
-        g.invoke(c(3, 1), "get", &[], &mut fx);
+        g.invoke(c(3, 1), "get", &[v(true)], &mut fx);
         assert_eq!(g.drain_parked(), vec![c(3, 1)]);
     }
 }

@@ -294,8 +294,9 @@ impl Registry {
     }
 
     /// Calls `method` on object `object`. Besides the type's own methods, every object
-    /// answers `__str__`/`__repr__` (its describe()) and `__concoordinit__(args...)`, which
-    /// rebuilds it with those constructor arguments (its parked calls fail).
+    /// answers `__str__` (its describe()), `__repr__` (its repr()) and
+    /// `__concoordinit__(args...)`, which rebuilds it with those constructor arguments (its
+    /// parked calls fail; when the constructor refuses the arguments, nothing changes).
     pub fn invoke(
         &mut self,
         call: CallId,
@@ -308,8 +309,11 @@ impl Registry {
             return Outcome::Done(Err(not_defined(object)));
         };
         match method {
-            "__str__" | "__repr__" => Outcome::Done(
+            "__str__" => Outcome::Done(
                 arity(method, args, &[], 0).map(|()| Value::from(entry.object.describe())),
+            ),
+            "__repr__" => Outcome::Done(
+                arity(method, args, &[], 0).map(|()| Value::from(entry.object.repr())),
             ),
             "__concoordinit__" => Outcome::Done(entry.info.construct(args).map(|fresh| {
                 let mut old = std::mem::replace(&mut entry.object, fresh);
@@ -446,6 +450,7 @@ mod tests {
             assert_eq!(object.type_name(), info.class_name());
             let back = info.restore(&object.save().unwrap()).unwrap();
             assert_eq!(back.describe(), object.describe());
+            assert_eq!(back.repr(), object.repr());
         }
     }
 
@@ -548,7 +553,7 @@ mod tests {
         );
         assert_eq!(
             r.create(&builtin(), "s", "semaphore", &[v(-1)]),
-            Err(ObjectError::value("semaphore initial value must be >= 0"))
+            Err(ObjectError::value(""))
         );
         assert!(!r.contains("s"));
         assert_eq!(r.len(), 2);
@@ -611,7 +616,7 @@ mod tests {
         // A failed reset keeps the old object.
         assert_eq!(
             r.invoke(c(1, 10), "counter", "__concoordinit__", &[v("x")], &mut fx),
-            err("TypeError", "expected int for 'value', got str")
+            err("TypeError", "expected int or float for 'value', got str")
         );
         assert_eq!(
             r.invoke(c(1, 11), "counter", "getvalue", &[], &mut fx),
@@ -632,10 +637,17 @@ mod tests {
     fn reset_and_delete_fail_parked_calls() {
         let mut r = registry_with("lock", "Lock", &[]);
         let mut fx = Effects::default();
-        assert_eq!(r.invoke(c(1, 1), "lock", "acquire", &[], &mut fx), ok(true));
+        assert_eq!(
+            r.invoke(c(1, 1), "lock", "acquire", &[], &mut fx),
+            ok(Value::Nil)
+        );
         assert_eq!(
             r.invoke(c(2, 1), "lock", "acquire", &[], &mut fx),
             Outcome::Parked
+        );
+        assert_eq!(
+            r.invoke(c(3, 0), "lock", "__repr__", &[], &mut fx),
+            ok("<DLock owner=1>")
         );
         assert_eq!(
             r.invoke(c(3, 1), "lock", "__concoordinit__", &[], &mut fx),
@@ -650,7 +662,11 @@ mod tests {
         );
         assert_eq!(
             r.invoke(c(3, 2), "lock", "__str__", &[], &mut fx),
-            ok("<DLock locked=False>")
+            ok("<DLock object>")
+        );
+        assert_eq!(
+            r.invoke(c(3, 3), "lock", "__repr__", &[], &mut fx),
+            ok("<DLock owner=None>")
         );
         let mut fx = Effects::default();
         r.invoke(c(1, 2), "lock", "acquire", &[], &mut fx);
@@ -675,10 +691,106 @@ mod tests {
         r.invoke(c(2, 1), "a", "acquire", &[], &mut fx);
         r.invoke(c(2, 2), "b", "acquire", &[], &mut fx);
         r.session_expired(1, &mut fx);
+        // The lock's waiter gets None (ConCoord 1.1's Lock), the semaphore's True.
         assert_eq!(
             fx.completed,
-            vec![(c(2, 1), Ok(v(true))), (c(2, 2), Ok(v(true)))]
+            vec![(c(2, 1), Ok(Value::Nil)), (c(2, 2), Ok(v(true)))]
         );
+    }
+
+    #[test]
+    fn str_and_repr_differ_for_threading_objects() {
+        let mut r = Registry::default();
+        let mut fx = Effects::default();
+        for (name, type_name, args) in [
+            ("l", "Lock", vec![]),
+            ("rl", "RLock", vec![]),
+            ("s", "Semaphore", vec![v(0)]),
+            ("bs", "BoundedSemaphore", vec![v(2)]),
+            ("cv", "Condition", vec![]),
+            ("b", "Barrier", vec![v(2)]),
+        ] {
+            r.create(&builtin(), name, type_name, &args).unwrap();
+        }
+        r.invoke(c(1, 1), "l", "acquire", &[], &mut fx);
+        r.invoke(c(1, 2), "rl", "acquire", &[], &mut fx);
+        r.invoke(c(1, 3), "rl", "acquire", &[], &mut fx);
+        assert_eq!(
+            r.invoke(c(2, 1), "s", "acquire", &[], &mut fx),
+            Outcome::Parked
+        );
+        r.invoke(c(1, 4), "bs", "acquire", &[], &mut fx);
+        r.invoke(c(1, 5), "cv", "acquire", &[], &mut fx);
+        assert_eq!(
+            r.invoke(c(1, 6), "cv", "wait", &[], &mut fx),
+            Outcome::Parked
+        );
+        assert_eq!(
+            r.invoke(c(1, 7), "b", "wait", &[], &mut fx),
+            Outcome::Parked
+        );
+        for (name, str_text, repr_text) in [
+            ("l", "<DLock object>", "<DLock owner=1>"),
+            ("rl", "<DRLock object>", "<DRLock owner=1 count=2>"),
+            ("s", "<DSemaphore object>", "<DSemaphore count=-1>"),
+            (
+                "bs",
+                "<DBoundedSemaphore object>",
+                "<DBoundedSemaphore count=1 init=2>",
+            ),
+            (
+                "cv",
+                "<DCondition object>",
+                "<Condition(<DRLock object>, 1)>",
+            ),
+            (
+                "b",
+                "<Barrier object>",
+                "<DBarrier parties=2 n_waiting=1 broken=False>",
+            ),
+        ] {
+            assert_eq!(
+                r.invoke(c(3, 1), name, "__str__", &[], &mut fx),
+                ok(str_text),
+                "{name}"
+            );
+            assert_eq!(
+                r.invoke(c(3, 2), name, "__repr__", &[], &mut fx),
+                ok(repr_text),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            r.invoke(c(3, 3), "l", "__repr__", &[v(1)], &mut fx),
+            err(
+                "TypeError",
+                "__repr__() takes 0 positional arguments but 1 was given"
+            )
+        );
+        assert!(fx.completed.is_empty());
+    }
+
+    #[test]
+    fn a_refused_semaphore_reset_keeps_the_old_state() {
+        for type_name in ["Semaphore", "BoundedSemaphore"] {
+            let mut r = registry_with("s", type_name, &[v(1)]);
+            let mut fx = Effects::default();
+            assert_eq!(r.invoke(c(1, 1), "s", "acquire", &[], &mut fx), ok(true));
+            assert_eq!(
+                r.invoke(c(2, 1), "s", "acquire", &[], &mut fx),
+                Outcome::Parked
+            );
+            let before = r.invoke(c(3, 1), "s", "__repr__", &[], &mut fx);
+            assert_eq!(
+                r.invoke(c(3, 2), "s", "__concoordinit__", &[v(-1)], &mut fx),
+                err("ValueError", "")
+            );
+            // Nothing changed: the same count, and the waiter still waits for a permit.
+            assert!(fx.completed.is_empty(), "{type_name}");
+            assert_eq!(r.invoke(c(3, 3), "s", "__repr__", &[], &mut fx), before);
+            r.invoke(c(1, 2), "s", "release", &[], &mut fx);
+            assert_eq!(fx.completed, vec![(c(2, 1), Ok(v(true)))], "{type_name}");
+        }
     }
 
     #[test]
@@ -687,7 +799,7 @@ mod tests {
         r.create(&builtin(), "d", "dict", &[]).unwrap();
         let mut fx = Effects::default();
         r.invoke(c(1, 1), "q", "put", &[v("x")], &mut fx);
-        r.invoke(c(1, 2), "q", "put", &[v("y")], &mut fx);
+        r.invoke(c(1, 2), "q", "put", &[v("y"), v(true)], &mut fx);
         r.invoke(c(1, 3), "d", "set", &[v("k"), v(1)], &mut fx);
         let bytes = r.save().unwrap();
         let mut back = Registry::restore(&bytes, &ObjectTypes::builtin()).unwrap();
@@ -789,7 +901,7 @@ mod tests {
                 _ => "acquire acquire release release",
             };
             own.split_whitespace()
-                .chain(["__str__", "__concoordinit__", "bogus"])
+                .chain(["__str__", "__repr__", "__concoordinit__", "bogus"])
                 .collect()
         }
 

@@ -5,6 +5,11 @@
 //! session may release (as in Python, where a semaphore is also a signal); a release counts
 //! against the releaser's own holdings when it has some. Freed permits go to parked
 //! acquires oldest first, so a waiter is never overtaken.
+//!
+//! As in ConCoord 1.1, `acquire()` returns True (at once or after waiting), `release()`
+//! None, a negative count is a ValueError with no message, `__str__` is `<DSemaphore
+//! object>` and `__repr__` `<DSemaphore count=N>`, where N is the free permits minus the
+//! parked acquires (1.1 counts down below zero: one waiter on an empty semaphore is -1).
 
 use super::args::{arity, opt_bool, opt_int};
 use super::{CallId, Effects, ObjectError, Outcome, ReplicatedObject, decode_state, encode_state};
@@ -32,8 +37,8 @@ impl Permits {
     ) -> Result<Permits, ObjectError> {
         arity(type_name, args, &["count"], 0)?;
         let count = opt_int(args, 0, "count", 1)?;
-        let value = u64::try_from(count)
-            .map_err(|_| ObjectError::value("semaphore initial value must be >= 0"))?;
+        // ConCoord 1.1 raises a bare ValueError.
+        let value = u64::try_from(count).map_err(|_| ObjectError::value(""))?;
         Ok(Permits {
             value,
             initial: value,
@@ -48,6 +53,12 @@ impl Permits {
 
     pub fn initial(&self) -> u64 {
         self.initial
+    }
+
+    /// ConCoord 1.1's count: the free permits minus the parked acquires (negative while
+    /// calls wait).
+    pub fn count(&self) -> i128 {
+        i128::from(self.value) - self.waiters.len() as i128
     }
 
     /// Methods common to both semaphore types.
@@ -173,7 +184,11 @@ impl ReplicatedObject for Semaphore {
     }
 
     fn describe(&self) -> String {
-        format!("<DSemaphore count={}>", self.permits.value())
+        "<DSemaphore object>".to_string()
+    }
+
+    fn repr(&self) -> String {
+        format!("<DSemaphore count={}>", self.permits.count())
     }
 
     fn session_expired(&mut self, session: SessionId, fx: &mut Effects) {
@@ -202,29 +217,40 @@ mod tests {
     fn acquire_release_counts() {
         let mut s = Semaphore::from_args(&[]).unwrap();
         let mut fx = Effects::default();
-        assert_eq!(s.describe(), "<DSemaphore count=1>");
+        assert_eq!(s.describe(), "<DSemaphore object>");
+        assert_eq!(s.repr(), "<DSemaphore count=1>");
         assert_eq!(s.invoke(c(1, 1), "acquire", &[], &mut fx), ok(true));
-        assert_eq!(s.describe(), "<DSemaphore count=0>");
+        assert_eq!(s.describe(), "<DSemaphore object>");
+        assert_eq!(s.repr(), "<DSemaphore count=0>");
         assert_eq!(
             s.invoke(c(2, 1), "acquire", &[v(false)], &mut fx),
             ok(false)
         );
+        assert_eq!(s.repr(), "<DSemaphore count=0>");
         assert_eq!(s.invoke(c(1, 2), "release", &[], &mut fx), ok(Value::Nil));
         // An unbounded semaphore may grow past its initial value, as in Python.
         assert_eq!(
             s.invoke(c(1, 3), "release", &[v(2)], &mut fx),
             ok(Value::Nil)
         );
-        assert_eq!(s.describe(), "<DSemaphore count=3>");
+        assert_eq!(s.repr(), "<DSemaphore count=3>");
+        assert_eq!(s.invoke(c(2, 2), "acquire", &[v(true)], &mut fx), ok(true));
+        assert_eq!(s.invoke(c(2, 3), "acquire", &[v(false)], &mut fx), ok(true));
+        assert_eq!(s.repr(), "<DSemaphore count=1>");
         assert!(fx.completed.is_empty());
     }
 
     #[test]
     fn errors() {
         let mut fx = Effects::default();
+        // ConCoord 1.1: a bare ValueError, no message.
         assert_eq!(
             Semaphore::from_args(&[v(-1)]).unwrap_err(),
-            ObjectError::value("semaphore initial value must be >= 0")
+            ObjectError::value("")
+        );
+        assert_eq!(
+            Semaphore::from_args(&[v(i64::MIN)]).unwrap_err(),
+            ObjectError::value("")
         );
         assert_eq!(
             Semaphore::from_args(&[v("3")]).unwrap_err().message,
@@ -255,6 +281,7 @@ mod tests {
             s.invoke(c(1, 5), "release", &[v(i64::MAX)], &mut fx),
             err("OverflowError", "semaphore value out of range")
         );
+        assert_eq!(s.repr(), format!("<DSemaphore count={}>", u64::MAX - 1));
         assert_eq!(
             s.invoke(c(1, 6), "wait", &[], &mut fx),
             err(
@@ -268,16 +295,33 @@ mod tests {
     fn release_wakes_waiters_fifo() {
         let mut s = sem(0);
         let mut fx = Effects::default();
+        assert_eq!(s.repr(), "<DSemaphore count=0>");
         assert_eq!(s.invoke(c(2, 1), "acquire", &[], &mut fx), Outcome::Parked);
+        // 1.1 counts each waiter below zero.
+        assert_eq!(s.repr(), "<DSemaphore count=-1>");
         assert_eq!(s.invoke(c(3, 1), "acquire", &[], &mut fx), Outcome::Parked);
+        assert_eq!(s.repr(), "<DSemaphore count=-2>");
         assert_eq!(s.invoke(c(4, 1), "acquire", &[], &mut fx), Outcome::Parked);
-        s.invoke(c(1, 1), "release", &[v(2)], &mut fx);
+        assert_eq!(s.repr(), "<DSemaphore count=-3>");
+        // A non-blocking attempt does not wait, so it does not count.
+        assert_eq!(
+            s.invoke(c(5, 1), "acquire", &[v(false)], &mut fx),
+            ok(false)
+        );
+        assert_eq!(s.repr(), "<DSemaphore count=-3>");
+        assert_eq!(s.describe(), "<DSemaphore object>");
+        assert_eq!(
+            s.invoke(c(1, 1), "release", &[v(2)], &mut fx),
+            ok(Value::Nil)
+        );
+        // Granted after waiting: True.
         assert_eq!(
             fx.completed,
             vec![(c(2, 1), Ok(v(true))), (c(3, 1), Ok(v(true)))]
         );
-        assert_eq!(s.describe(), "<DSemaphore count=0>");
+        assert_eq!(s.repr(), "<DSemaphore count=-1>");
         assert_eq!(s.drain_parked(), vec![c(4, 1)]);
+        assert_eq!(s.repr(), "<DSemaphore count=0>");
     }
 
     #[test]
@@ -289,8 +333,10 @@ mod tests {
         s.invoke(c(2, 1), "acquire", &[], &mut fx);
         s.invoke(c(3, 1), "acquire", &[], &mut fx);
         s.invoke(c(4, 1), "acquire", &[], &mut fx);
+        assert_eq!(s.repr(), "<DSemaphore count=-3>");
         s.session_expired(2, &mut fx);
         assert!(fx.completed.is_empty());
+        assert_eq!(s.repr(), "<DSemaphore count=-2>");
         s.session_expired(1, &mut fx);
         assert_eq!(
             fx.completed,
@@ -299,9 +345,9 @@ mod tests {
         // Session 3 releases its permit itself, so its expiry returns nothing more.
         s.invoke(c(3, 2), "release", &[], &mut fx);
         s.session_expired(3, &mut fx);
-        assert_eq!(s.describe(), "<DSemaphore count=1>");
+        assert_eq!(s.repr(), "<DSemaphore count=1>");
         s.session_expired(4, &mut fx);
-        assert_eq!(s.describe(), "<DSemaphore count=2>");
+        assert_eq!(s.repr(), "<DSemaphore count=2>");
     }
 
     #[test]
@@ -310,7 +356,9 @@ mod tests {
         let mut fx = Effects::default();
         s.invoke(c(1, 1), "acquire", &[], &mut fx);
         s.invoke(c(2, 1), "acquire", &[], &mut fx);
-        assert_eq!(Semaphore::restore(&s.save().unwrap()).unwrap(), s);
+        let back = Semaphore::restore(&s.save().unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.repr(), "<DSemaphore count=-1>");
         assert!(Semaphore::restore(&[0xc1]).is_err());
     }
 }

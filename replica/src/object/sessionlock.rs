@@ -1,10 +1,15 @@
 //! The lock core shared by Lock, RLock and Condition: a lock owned by a client session,
 //! with a recursion count and a FIFO queue of parked acquires.
 //!
-//! Release hands the lock straight to the first waiter (its call completes with `true`), so
-//! a waiter can never be overtaken by a later caller. Each waiter carries the count it takes
-//! over: 1 for a plain acquire, the saved recursion depth for a Condition waiter that was
-//! notified and is re-acquiring.
+//! Release hands the lock straight to the first waiter, so a waiter can never be overtaken
+//! by a later caller. Each waiter carries the count it takes over (1 for a plain acquire, the
+//! saved recursion depth for a Condition waiter that was notified and is re-acquiring) and
+//! the value its call returns once granted.
+//!
+//! What an acquire returns follows ConCoord 1.1 ([`Flavor::granted`]): its Lock and
+//! Condition return None, its RLock True, and 1 for a reentrant acquire. The non-blocking
+//! `acquire(False)`, our extension, answers True or False on every type (1 when reentrant
+//! on an RLock).
 
 use super::args::{arity, opt_bool};
 use super::{CallId, Effects, ObjectError, Outcome};
@@ -12,11 +17,64 @@ use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// A parked acquire and the recursion count it will hold once granted.
+/// The value a granted acquire returns.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reply {
+    /// `True` (the default: what every waiter returned before replies were per type).
+    #[default]
+    True,
+    /// `None`.
+    Nil,
+    /// The integer 1 (ConCoord 1.1's RLock, reacquired by its owner).
+    One,
+}
+
+impl Reply {
+    pub fn value(self) -> Value {
+        match self {
+            Reply::True => Value::Boolean(true),
+            Reply::Nil => Value::Nil,
+            Reply::One => Value::from(1),
+        }
+    }
+}
+
+/// Which lock type a [`SessionLock`] call is made for: it decides whether the owner may
+/// acquire again, and what a granted acquire returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Not reentrant: the owner waits like anyone else, as Python's `Lock` deadlocks.
+    Lock,
+    RLock,
+    /// The RLock inside a Condition.
+    Condition,
+}
+
+impl Flavor {
+    pub fn reentrant(self) -> bool {
+        !matches!(self, Flavor::Lock)
+    }
+
+    /// What an acquire returns once it holds the lock: `blocking` as asked, `again` when
+    /// its session already held it (a reentrant acquire). A parked acquire is blocking and
+    /// not reentrant, and returns the same whether granted at once or later.
+    pub fn granted(self, blocking: bool, again: bool) -> Reply {
+        match self {
+            Flavor::RLock if again => Reply::One,
+            Flavor::RLock => Reply::True,
+            Flavor::Lock | Flavor::Condition if blocking => Reply::Nil,
+            Flavor::Lock | Flavor::Condition => Reply::True,
+        }
+    }
+}
+
+/// A parked acquire, the recursion count it will hold once granted and what it returns then.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Waiter {
     pub call: CallId,
     pub count: u64,
+    #[serde(default)]
+    pub reply: Reply,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -27,13 +85,13 @@ pub struct SessionLock {
     queue: VecDeque<Waiter>,
 }
 
-/// Why a release was refused; each lock type words it its own way.
+/// A release (or wait) refused: the calling session does not hold the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotOwner {
-    /// Nobody holds the lock.
-    Unlocked,
-    /// Another session holds it.
-    OtherSession,
+pub struct NotOwner;
+
+/// Python's error for releasing a lock the caller does not hold (Lock, RLock, Condition).
+pub fn not_acquired() -> ObjectError {
+    ObjectError::runtime("cannot release un-acquired lock")
 }
 
 impl SessionLock {
@@ -53,60 +111,67 @@ impl SessionLock {
         self.owner == Some(session)
     }
 
-    /// `acquire(blocking)`. A reentrant lock counts a repeated acquire by its owner; a plain
-    /// lock makes the owner wait like anyone else, as Python's `Lock` deadlocks its holder.
-    pub fn acquire(&mut self, call: CallId, blocking: bool, reentrant: bool) -> Outcome {
+    /// `acquire(blocking)` for a lock of `flavor`: a reentrant flavor counts a repeated
+    /// acquire by its owner; a plain lock makes the owner wait like anyone else.
+    pub fn acquire(&mut self, call: CallId, blocking: bool, flavor: Flavor) -> Outcome {
+        let granted = |again| Outcome::Done(Ok(flavor.granted(blocking, again).value()));
         match self.owner {
             None => {
                 self.owner = Some(call.session);
                 self.count = 1;
-                Outcome::Done(Ok(Value::Boolean(true)))
+                granted(false)
             }
-            Some(owner) if reentrant && owner == call.session => match self.count.checked_add(1) {
-                Some(count) => {
-                    self.count = count;
-                    Outcome::Done(Ok(Value::Boolean(true)))
+            Some(owner) if flavor.reentrant() && owner == call.session => {
+                match self.count.checked_add(1) {
+                    Some(count) => {
+                        self.count = count;
+                        granted(true)
+                    }
+                    None => Outcome::Done(Err(ObjectError::new(
+                        "OverflowError",
+                        "lock recursion count overflow",
+                    ))),
                 }
-                None => Outcome::Done(Err(ObjectError::new(
-                    "OverflowError",
-                    "lock recursion count overflow",
-                ))),
-            },
+            }
             Some(_) if !blocking => Outcome::Done(Ok(Value::Boolean(false))),
             Some(_) => {
-                self.queue.push_back(Waiter { call, count: 1 });
+                self.queue.push_back(Waiter {
+                    call,
+                    count: 1,
+                    reply: flavor.granted(true, false),
+                });
                 Outcome::Parked
             }
         }
     }
 
-    /// The `acquire(blocking=True)` method of Lock and RLock: checks the arguments, then
-    /// [`SessionLock::acquire`]s.
+    /// The `acquire(blocking=True)` method of Lock, RLock and Condition: checks the
+    /// arguments, then [`SessionLock::acquire`]s.
     pub fn acquire_call(
         &mut self,
         call: CallId,
         args: &[Value],
-        reentrant: bool,
+        flavor: Flavor,
     ) -> Result<Outcome, ObjectError> {
         arity("acquire", args, &["blocking"], 0)?;
-        Ok(self.acquire(call, opt_bool(args, 0, true), reentrant))
+        Ok(self.acquire(call, opt_bool(args, 0, true), flavor))
     }
 
-    /// The `release()` method of Lock and RLock: checks the arguments, then releases one
-    /// level held by the calling session; `refused` words the error when it holds none.
+    /// The `release()` method of Lock, RLock and Condition: checks the arguments, then
+    /// releases one level held by the calling session; returns None.
     pub fn release_call(
         &mut self,
         call: CallId,
         args: &[Value],
         fx: &mut Effects,
-        refused: fn(NotOwner) -> ObjectError,
     ) -> Result<Outcome, ObjectError> {
         arity("release", args, &[], 0)?;
-        self.release(call.session, fx).map_err(refused)?;
+        self.release(call.session, fx)
+            .map_err(|NotOwner| not_acquired())?;
         Ok(Outcome::Done(Ok(Value::Nil)))
     }
 
-    /// Queues a call that will take the lock over with `count` (a notified Condition
+    /// Queues a call that will take the lock over with its count (a notified Condition
     /// waiter), or grants it at once when the lock is free.
     pub fn enqueue(&mut self, waiter: Waiter, fx: &mut Effects) {
         self.queue.push_back(waiter);
@@ -136,21 +201,22 @@ impl SessionLock {
     }
 
     fn check_owner(&self, session: SessionId) -> Result<(), NotOwner> {
-        match self.owner {
-            None => Err(NotOwner::Unlocked),
-            Some(owner) if owner != session => Err(NotOwner::OtherSession),
-            Some(_) => Ok(()),
+        if self.is_owned_by(session) {
+            Ok(())
+        } else {
+            Err(NotOwner)
         }
     }
 
-    /// The lock is free: the first waiter, if any, takes it with its count.
+    /// The lock is free: the first waiter, if any, takes it with its count, and its call
+    /// completes with its reply.
     fn hand_off(&mut self, fx: &mut Effects) {
         self.owner = None;
         self.count = 0;
         if let Some(next) = self.queue.pop_front() {
             self.owner = Some(next.call.session);
             self.count = next.count.max(1);
-            fx.complete(next.call, Ok(Value::Boolean(true)));
+            fx.complete(next.call, Ok(next.reply.value()));
         }
     }
 
@@ -181,22 +247,24 @@ mod tests {
         CallId { session, seq }
     }
 
-    const T: Outcome = Outcome::Done(Ok(Value::Boolean(true)));
+    fn done(v: impl Into<Value>) -> Outcome {
+        Outcome::Done(Ok(v.into()))
+    }
 
     #[test]
     fn reentrant_counts_and_fifo_hand_off() {
         let mut lock = SessionLock::default();
         let mut fx = Effects::default();
-        assert_eq!(lock.acquire(call(1, 1), true, true), T);
-        assert_eq!(lock.acquire(call(1, 2), true, true), T);
-        assert_eq!(lock.count(), 2);
-        assert_eq!(lock.acquire(call(2, 1), true, true), Outcome::Parked);
-        assert_eq!(lock.acquire(call(3, 1), true, true), Outcome::Parked);
-        assert_eq!(
-            lock.acquire(call(4, 1), false, true),
-            Outcome::Done(Ok(Value::Boolean(false)))
-        );
-        assert_eq!(lock.release(2, &mut fx), Err(NotOwner::OtherSession));
+        let rl = Flavor::RLock;
+        assert_eq!(lock.acquire(call(1, 1), true, rl), done(true));
+        assert_eq!(lock.acquire(call(1, 2), true, rl), done(1));
+        assert_eq!(lock.acquire(call(1, 3), false, rl), done(1));
+        assert_eq!(lock.count(), 3);
+        assert_eq!(lock.acquire(call(2, 1), true, rl), Outcome::Parked);
+        assert_eq!(lock.acquire(call(3, 1), true, rl), Outcome::Parked);
+        assert_eq!(lock.acquire(call(4, 1), false, rl), done(false));
+        assert_eq!(lock.release(2, &mut fx), Err(NotOwner));
+        assert_eq!(lock.release(1, &mut fx), Ok(()));
         assert_eq!(lock.release(1, &mut fx), Ok(()));
         assert!(fx.completed.is_empty());
         assert_eq!(lock.release(1, &mut fx), Ok(()));
@@ -208,46 +276,97 @@ mod tests {
     #[test]
     fn plain_lock_parks_its_own_holder() {
         let mut lock = SessionLock::default();
-        assert_eq!(lock.acquire(call(1, 1), true, false), T);
-        assert_eq!(lock.acquire(call(1, 2), true, false), Outcome::Parked);
+        assert_eq!(
+            lock.acquire(call(1, 1), true, Flavor::Lock),
+            done(Value::Nil)
+        );
+        assert_eq!(
+            lock.acquire(call(1, 2), true, Flavor::Lock),
+            Outcome::Parked
+        );
+        assert_eq!(lock.acquire(call(1, 3), false, Flavor::Lock), done(false));
         let mut fx = Effects::default();
         assert_eq!(lock.release(1, &mut fx), Ok(()));
-        assert_eq!(fx.completed, vec![(call(1, 2), Ok(Value::Boolean(true)))]);
+        assert_eq!(fx.completed, vec![(call(1, 2), Ok(Value::Nil))]);
         assert_eq!(lock.count(), 1);
+        assert_eq!(lock.release(1, &mut fx), Ok(()));
+        assert_eq!(lock.acquire(call(2, 1), false, Flavor::Lock), done(true));
+    }
+
+    #[test]
+    fn replies_per_flavor() {
+        for (flavor, blocking, again, reply) in [
+            (Flavor::Lock, true, false, Reply::Nil),
+            (Flavor::Lock, false, false, Reply::True),
+            (Flavor::RLock, true, false, Reply::True),
+            (Flavor::RLock, false, false, Reply::True),
+            (Flavor::RLock, true, true, Reply::One),
+            (Flavor::RLock, false, true, Reply::One),
+            (Flavor::Condition, true, false, Reply::Nil),
+            (Flavor::Condition, true, true, Reply::Nil),
+            (Flavor::Condition, false, false, Reply::True),
+            (Flavor::Condition, false, true, Reply::True),
+        ] {
+            assert_eq!(
+                flavor.granted(blocking, again),
+                reply,
+                "{flavor:?} {blocking} {again}"
+            );
+        }
+        assert_eq!(Reply::One.value(), Value::from(1));
+        assert_eq!(Reply::Nil.value(), Value::Nil);
+        assert_eq!(Reply::default().value(), Value::Boolean(true));
     }
 
     #[test]
     fn release_all_and_enqueue_restore_the_count() {
         let mut lock = SessionLock::default();
         let mut fx = Effects::default();
-        assert_eq!(lock.release_all(1, &mut fx), Err(NotOwner::Unlocked));
-        lock.acquire(call(1, 1), true, true);
-        lock.acquire(call(1, 2), true, true);
+        assert_eq!(lock.release_all(1, &mut fx), Err(NotOwner));
+        lock.acquire(call(1, 1), true, Flavor::Condition);
+        lock.acquire(call(1, 2), true, Flavor::Condition);
         assert_eq!(lock.release_all(1, &mut fx), Ok(2));
         assert!(!lock.locked());
         lock.enqueue(
             Waiter {
                 call: call(1, 3),
                 count: 2,
+                reply: Reply::Nil,
             },
             &mut fx,
         );
         assert_eq!(lock.owner(), Some(1));
         assert_eq!(lock.count(), 2);
-        assert_eq!(fx.completed, vec![(call(1, 3), Ok(Value::Boolean(true)))]);
+        assert_eq!(fx.completed, vec![(call(1, 3), Ok(Value::Nil))]);
     }
 
     #[test]
     fn expiry_skips_the_gone_sessions_waiters() {
         let mut lock = SessionLock::default();
         let mut fx = Effects::default();
-        lock.acquire(call(1, 1), true, false);
-        lock.acquire(call(1, 2), true, false);
-        lock.acquire(call(2, 1), true, false);
+        lock.acquire(call(1, 1), true, Flavor::Lock);
+        lock.acquire(call(1, 2), true, Flavor::Lock);
+        lock.acquire(call(2, 1), true, Flavor::Lock);
         lock.session_expired(1, &mut fx);
-        assert_eq!(fx.completed, vec![(call(2, 1), Ok(Value::Boolean(true)))]);
+        assert_eq!(fx.completed, vec![(call(2, 1), Ok(Value::Nil))]);
         assert_eq!(lock.owner(), Some(2));
-        lock.acquire(call(3, 1), true, false);
+        lock.acquire(call(3, 1), true, Flavor::Lock);
         assert_eq!(lock.drain(), vec![call(3, 1)]);
+    }
+
+    #[test]
+    fn a_waiter_saved_without_a_reply_returns_true() {
+        #[derive(Serialize)]
+        struct OldWaiter {
+            call: CallId,
+            count: u64,
+        }
+        let bytes = rmp_serde::to_vec_named(&OldWaiter {
+            call: call(1, 1),
+            count: 1,
+        })
+        .unwrap();
+        let back: Waiter = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.reply, Reply::True);
     }
 }

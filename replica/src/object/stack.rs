@@ -1,5 +1,6 @@
-//! `Stack()`: ConCoord's example stack: `append(item)`, `pop()` (returns the item; IndexError
-//! when empty, as Python's `list.pop`), `get_size()`, `get_stack()` (bottom first).
+//! `Stack()`: ConCoord's example stack: `append(item)`, `pop()` (returns the top item, as
+//! Python's `list.pop`; IndexError when empty — ConCoord 1.1 dropped the item and returned
+//! None), `get_size()`, `get_stack()` (bottom first).
 
 use super::args::{arity, py_repr, value_at};
 use super::{CallResult, ObjectError, SimpleObject};

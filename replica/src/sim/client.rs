@@ -516,7 +516,9 @@ impl World {
         }
         let cl = &mut self.clients[c];
         match (&op.call, &outcome) {
-            (Call::Lock(LockCall::Acquire { .. }), Outcome::Ok(Val::Bool(true))) => {
+            // A blocking acquire returns None once granted, a non-blocking one True.
+            (Call::Lock(LockCall::Acquire { blocking: true }), Outcome::Ok(Val::Nil))
+            | (Call::Lock(LockCall::Acquire { blocking: false }), Outcome::Ok(Val::Bool(true))) => {
                 cl.lock_held = true
             }
             (Call::Lock(LockCall::Release), _) => cl.lock_held = false,
