@@ -28,6 +28,9 @@ pub enum Command {
     /// Call a method of an object and print the result as JSON; or create, delete, list objects.
     #[command(after_help = CALL_EXAMPLES)]
     Call(CallArgs),
+    /// Hold a lock while a command runs (one session), then release it: like `etcdctl lock`.
+    #[command(after_help = LOCK_EXAMPLES)]
+    Lock(LockArgs),
     /// Show every replica's view, leader, ballot and slots.
     Status(StatusArgs),
     /// Add or remove one replica (the view changes through consensus, one member at a time).
@@ -75,6 +78,17 @@ Examples:
   concoord call 127.0.0.1:14000 --list
   concoord call counterdomain.com counter getvalue     (replicas from _concoord._tcp SRV)
   concoord call --dns-server 127.0.0.1:5353 counterdomain.com counter getvalue";
+
+const LOCK_EXAMPLES: &str = "\
+The lock is created (as --type) when the group has no object of that name. The command runs
+with CONCOORD_LOCK=NAME in its environment; its exit code is this command's. If this process
+dies, the session's lease (10 s by default) releases the lock.
+
+Examples:
+  concoord lock 127.0.0.1:14000 deploy -- ./deploy.sh
+  concoord lock --no-wait counterdomain.com nightly -- make backup
+  concoord lock --type Semaphore 127.0.0.1:14000 builders -- cargo build
+  concoord lock 127.0.0.1:14000 maintenance          (holds it until Ctrl-C)";
 
 const REMOTE_EXAMPLES: &str = "\
 The configuration lives in remote.toml in the config directory ($CONCOORD_CONFIG_DIR, else
@@ -510,6 +524,28 @@ pub struct CallArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LockArgs {
+    /// Replica addresses: "host:port, host:port", or the group's DNS domain
+    #[arg(value_name = "ADDRS")]
+    pub addrs: String,
+    /// The lock's object name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Type of the lock when it has to be created (Lock, RLock, Semaphore, BoundedSemaphore)
+    #[arg(long = "type", value_name = "TYPE", default_value = "Lock")]
+    pub type_name: String,
+    /// Fail at once when another session holds it, instead of waiting
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting for the lock after this long [default: wait]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The command to run while holding the lock (after `--`); none: hold until Ctrl-C
+    #[arg(value_name = "COMMAND", last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct MembershipArgs {
     #[command(subcommand)]
     pub action: MembershipAction,
@@ -672,6 +708,9 @@ pub enum CliError {
     Ec2(#[from] crate::ec2::Ec2Error),
     #[error("{0}")]
     Remote(#[from] crate::remote::RemoteError),
+    /// A command run by `concoord lock` exited with this code (it said why itself).
+    #[error("the command exited with status {0}")]
+    ChildExit(u8),
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
@@ -742,6 +781,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 crate::dns::discover::use_server(addr);
             }
             tools::call::run(&args).await
+        }
+        Command::Lock(args) => {
+            logging::init_tool(false)?;
+            tools::lock::run(&args).await
         }
         Command::Status(args) => {
             logging::init_tool(false)?;

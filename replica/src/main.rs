@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(concoord::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `concoord lock ... -- COMMAND` exits as its command did.
+        Err(concoord::cli::CliError::ChildExit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE

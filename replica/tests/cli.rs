@@ -364,7 +364,7 @@ async fn call_errors_are_one_line_on_stderr_with_a_failing_exit() {
     call(&addrs, &["--create", "lk", "Lock"]);
     assert_eq!(
         call(&addrs, &["lk", "release"]).error_line(),
-        "RuntimeError: release unlocked lock"
+        "RuntimeError: cannot release un-acquired lock"
     );
     call(&addrs, &["--create", "sem", "BoundedSemaphore", "1"]);
     assert_eq!(
@@ -482,8 +482,9 @@ async fn a_lock_held_by_one_call_blocks_another() {
     let addrs = cluster.addrs();
     call(&addrs, &["--create", "lk", "Lock"]).line_or_empty();
 
+    // ConCoord 1.1's Lock.acquire() returns None, printed as null.
     let mut holder = Proc::spawn(&["call", &addrs, "lk", "acquire", "--hold"]);
-    holder.wait_for_line("stdout", |l| l == "true");
+    holder.wait_for_line("stdout", |l| l == "null");
     assert_eq!(call(&addrs, &["lk", "locked"]).line(), "true");
     // A non-blocking attempt says no; a blocking one waits until its deadline.
     assert_eq!(call(&addrs, &["lk", "acquire", "false"]).line(), "false");
@@ -497,19 +498,88 @@ async fn a_lock_held_by_one_call_blocks_another() {
     // A waiter in the background gets the lock as soon as the holder lets go.
     let mut waiter = Proc::spawn(&["call", &addrs, "lk", "acquire", "--hold"]);
     std::thread::sleep(Duration::from_millis(300));
+    // It prints its result (null) only once it holds the lock.
     assert!(
-        !waiter.printed().contains("true"),
+        !waiter.printed().contains("[stdout]"),
         "the waiter got a held lock"
     );
     holder.interrupt();
     assert!(holder.wait_for_exit(COMMAND_LIMIT).success());
-    waiter.wait_for_line("stdout", |l| l == "true");
+    waiter.wait_for_line("stdout", |l| l == "null");
     waiter.interrupt();
     assert!(waiter.wait_for_exit(COMMAND_LIMIT).success());
     // Ending a session releases what it held.
     eventually("the lock is free again", COMMAND_LIMIT, || {
         call(&addrs, &["lk", "locked"]).line() == "false"
     });
+}
+
+/// `concoord lock ADDRS NAME -- COMMAND` holds the lock in one session while the command
+/// runs: two of them never overlap, the command's exit code is kept, and the lock is free
+/// again afterwards (also after a failing command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_runs_a_command_while_holding_the_lock() {
+    let cluster = Cluster::start(1).await;
+    let addrs = cluster.addrs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("journal");
+    let script = format!(
+        "echo \"start $CONCOORD_LOCK\" >> {j}; sleep 0.5; echo end >> {j}",
+        j = journal.display()
+    );
+    // Two at once: the second waits for the first (the lock is created on first use).
+    let runs: Vec<std::thread::JoinHandle<Out>> = (0..2)
+        .map(|_| {
+            let (addrs, script) = (addrs.clone(), script.clone());
+            std::thread::spawn(move || {
+                concoord(&["lock", &addrs, "deploy", "--", "sh", "-c", &script])
+            })
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().expect("lock thread");
+        assert!(out.ok(), "{out:?}");
+    }
+    let lines = std::fs::read_to_string(&journal).expect("journal");
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        ["start deploy", "end", "start deploy", "end"],
+        "the two commands overlapped"
+    );
+    assert_eq!(
+        call(&addrs, &["--list"]).line(),
+        r#"{"counter":"Counter","deploy":"Lock"}"#
+    );
+
+    // A failing command: its exit code is ours, and the lock is released all the same.
+    let out = concoord(&["lock", &addrs, "deploy", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(call(&addrs, &["deploy", "locked"]).line(), "false");
+
+    // --no-wait while another session holds it: one clear line, the command never runs.
+    let mut holder = Proc::spawn(&["call", &addrs, "deploy", "acquire", "--hold"]);
+    holder.wait_for_line("stdout", |l| !l.is_empty());
+    let marker = dir.path().join("ran");
+    let out = concoord(&[
+        "lock",
+        "--no-wait",
+        &addrs,
+        "deploy",
+        "--",
+        "touch",
+        &marker.display().to_string(),
+    ]);
+    assert_eq!(out.error_line(), "deploy is held by another session");
+    assert!(!marker.exists());
+    holder.interrupt();
+    assert!(holder.wait_for_exit(COMMAND_LIMIT).success());
+    // A command that cannot start: one line, and nothing stays held.
+    let out = concoord(&["lock", &addrs, "deploy", "--", "/no/such/program"]);
+    assert!(
+        out.error_line().starts_with("cannot run /no/such/program"),
+        "{out:?}"
+    );
+    assert_eq!(call(&addrs, &["deploy", "locked"]).line(), "false");
 }
 
 /// The README's semaphore walk-through: permits are counted across callers, and a holder
@@ -519,8 +589,13 @@ async fn a_semaphore_through_the_command_line() {
     let cluster = Cluster::start(1).await;
     let addrs = cluster.addrs();
     call(&addrs, &["--create", "sem", "Semaphore", "2"]).line_or_empty();
+    // As in ConCoord 1.1, __str__ names the type and __repr__ shows the count.
     assert_eq!(
         call(&addrs, &["sem", "__str__"]).line(),
+        r#""<DSemaphore object>""#
+    );
+    assert_eq!(
+        call(&addrs, &["sem", "__repr__"]).line(),
         r#""<DSemaphore count=2>""#
     );
     let mut first = Proc::spawn(&["call", &addrs, "sem", "acquire", "--hold"]);
@@ -528,25 +603,25 @@ async fn a_semaphore_through_the_command_line() {
     let mut second = Proc::spawn(&["call", &addrs, "sem", "acquire", "--hold"]);
     second.wait_for_line("stdout", |l| l == "true");
     assert_eq!(
-        call(&addrs, &["sem", "__str__"]).line(),
+        call(&addrs, &["sem", "__repr__"]).line(),
         r#""<DSemaphore count=0>""#
     );
     assert_eq!(call(&addrs, &["sem", "acquire", "false"]).line(), "false");
     first.interrupt();
     assert!(first.wait_for_exit(COMMAND_LIMIT).success());
     eventually("one permit is back", COMMAND_LIMIT, || {
-        call(&addrs, &["sem", "__str__"]).line() == r#""<DSemaphore count=1>""#
+        call(&addrs, &["sem", "__repr__"]).line() == r#""<DSemaphore count=1>""#
     });
 
     // SIGKILL: the session is not closed, so the permit stays taken until the lease ends.
     let killed = Instant::now();
     drop(second);
     assert_eq!(
-        call(&addrs, &["sem", "__str__"]).line(),
+        call(&addrs, &["sem", "__repr__"]).line(),
         r#""<DSemaphore count=1>""#
     );
     eventually("the dead holder's permit is back", START_LIMIT, || {
-        call(&addrs, &["sem", "__str__"]).line() == r#""<DSemaphore count=2>""#
+        call(&addrs, &["sem", "__repr__"]).line() == r#""<DSemaphore count=2>""#
     });
     assert!(
         killed.elapsed() >= Duration::from_millis(500),
@@ -907,9 +982,10 @@ async fn tutorial(addrs: &str) -> Result<(), ClientError> {
     assert!(sem.acquire().await?);
     assert!(sem.acquire().await?);
     assert!(!sem.try_acquire().await?);
-    assert_eq!(sem.describe().await?, "<DSemaphore count=0>");
+    assert_eq!(sem.repr().await?, "<DSemaphore count=0>");
     sem.release().await?;
-    assert_eq!(sem.describe().await?, "<DSemaphore count=1>");
+    assert_eq!(sem.repr().await?, "<DSemaphore count=1>");
+    assert_eq!(sem.describe().await?, "<DSemaphore object>"); // __str__, as ConCoord's
 
     // Errors carry the Python exception name and message.
     let err = client.call("counter", "nosuch", vec![]).await.unwrap_err();
