@@ -30,6 +30,9 @@ log = logging.getLogger("concoord")
 #: Sentinel: use the engine's default deadline for this kind of call.
 DEFAULT = object()
 
+#: Redirects followed at once; after these (with no reply in between) the engine backs off.
+QUICK_REDIRECTS = 3
+
 
 class Options:
     """How a client times its calls, keep-alives and failover (seconds)."""
@@ -101,8 +104,8 @@ class Engine:
         self._task = None
         self._started = None  # future: the first session opened (or why not)
         self._leaderless_since = None
+        self._redirects = 0
         self._last_heard = 0.0
-        self._wake = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -110,7 +113,6 @@ class Engine:
         """Finds the group, connects and opens the session; fails fast (ConnectionError,
         ProtocolError) when no replica of the list answers."""
         loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         self._addrs = await self._seeds.resolve()
         self._started = loop.create_future()
         self._task = loop.create_task(self._run())
@@ -242,11 +244,17 @@ class Engine:
                 await self._serve(reader)
             except _Redirect as r:
                 log.debug("redirected from %s: %s", self._connected_to, r)
+                # In a row, until a reply proves a leader: an election can bounce us
+                # between replicas for a while, so only the first few are followed at once.
+                self._redirects += 1
                 if r.hint:
                     self._hint = r.hint
                     if r.hint not in self._addrs:
                         self._addrs.append(r.hint)
-                    backoff = self.options.backoff_min
+                    if self._redirects > QUICK_REDIRECTS:
+                        self._give_up_overdue(["%s: %s" % (self._connected_to, r)])
+                        await self._pause(backoff)
+                        backoff = min(backoff * 2, self.options.backoff_max)
                 else:
                     self._hint = None
                     self._give_up_overdue(["%s: %s" % (self._connected_to, r)])
@@ -421,6 +429,8 @@ class Engine:
 
     def _on_reply(self, seq, result):
         tag, data = _wire.variant(result)
+        if tag in ("Ok", "Err"):
+            self._redirects = 0
         if tag == "Ok":
             if seq == 0 and not self._opened:
                 self._calls.pop(0, None)

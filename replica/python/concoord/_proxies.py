@@ -111,8 +111,10 @@ def _sync_method(name):
 
 
 def _sync_acquire(self, blocking=True, timeout=None):
-    """Acquires, waiting (across leader changes) until granted; True when acquired.
-    ``blocking=False`` returns False at once instead of waiting. With ``timeout`` a
+    """Acquires, waiting (across leader changes) until granted. Returns what ConCoord's
+    object returns: None for Lock and Condition, True for the semaphores, True (or 1 when
+    the holder re-enters) for RLock. ``blocking=False`` returns False at once instead of
+    waiting (True when it got it). With ``timeout`` a
     :class:`concoord.Timeout` is raised when it passes (the call may still be granted
     later, holding the resource for this session)."""
     return self._call("acquire", _acquire_args(blocking, timeout), timeout=timeout)

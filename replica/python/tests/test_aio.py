@@ -45,7 +45,7 @@ def test_async_lock_between_two_sessions(cluster, unique):
                 await asyncio.sleep(0.3)
                 assert not waiter.done()
                 order.append("released")
-            assert await asyncio.wait_for(waiter, 10) is True
+            assert await asyncio.wait_for(waiter, 10) is None  # granted
             order.append("acquired")
             assert order == ["released", "acquired"]
             with pytest.raises(concoord.Timeout):

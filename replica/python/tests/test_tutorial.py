@@ -57,7 +57,7 @@ def test_seed_tutorial_lock(cluster):
             admin.create("lock", "Lock")
     lock = Lock(cluster.addrs)
     lock.acquire()
-    assert repr(lock).startswith("<DLock owner=")
+    assert repr(lock).startswith("<DLock owner=") and repr(lock) != "<DLock owner=None>"
     lock.release()
     assert repr(lock) == "<DLock owner=None>"
     lock.disconnect()

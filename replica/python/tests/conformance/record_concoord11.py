@@ -19,7 +19,6 @@ Usage: python2.7 record_concoord11.py [--only NAME[,NAME]] [--replicas N] ...
 import argparse
 import atexit
 import importlib
-import json
 import os
 import platform
 import shutil
