@@ -101,6 +101,7 @@ class Engine:
         self._writer = None
         self._connected_to = None
         self._closed = False
+        self._closing = False
         self._task = None
         self._started = None  # future: the first session opened (or why not)
         self._leaderless_since = None
@@ -126,6 +127,7 @@ class Engine:
         """Ends the session (its locks and permits are released at once) and disconnects."""
         if self._closed:
             return
+        self._closing = True  # from here on, the end of the session is expected
         if self._opened and self._writer is not None:
             try:
                 await asyncio.wait_for(self._submit(_wire.CLOSE_SESSION, "close"), 1.0)
@@ -410,7 +412,7 @@ class Engine:
                 log.debug("%s silent for %.1fs: failing over", self._connected_to, silent)
                 self._writer.close()
                 return
-            if self._opened:
+            if self._opened and not self._closing:
                 self._writer.write(_wire.pack(_wire.keepalive(self._session)))
 
     def _on_frame(self, frame):
@@ -467,6 +469,8 @@ class Engine:
     def _session_expired(self):
         """The group dropped our session: what it held is gone. Fail the calls that were
         made in it and open a new one."""
+        if self._closing:
+            return  # we ended it ourselves (a keep-alive answered after CloseSession)
         log.warning("session %x expired; opening a new one", self._session or 0)
         self._fail_all(
             SessionExpired("the session expired and its locks and permits were released")
