@@ -16,9 +16,11 @@ import socket
 import time
 
 from . import _wire
+from ._discovery import check_addr
 from .exceptions import (
     ClientClosed,
     ConnectionError,
+    InvalidAddress,
     ProtocolError,
     SessionExpired,
     Timeout,
@@ -106,19 +108,33 @@ class Engine:
         self._started = None  # future: the first session opened (or why not)
         self._leaderless_since = None
         self._redirects = 0
+        self._backoff = options.backoff_min
+        self._cursor = 0  # where the next round of connection attempts starts in _addrs
+        self._failures = []  # the last round's, for error messages
         self._last_heard = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self):
-        """Finds the group, connects and opens the session; fails fast (ConnectionError,
-        ProtocolError) when no replica of the list answers."""
+        """Finds the group, connects and opens the session. Fails fast (ConnectionError,
+        ProtocolError) when no replica of the list answers, and with ConnectionError when no
+        leader opened the session within the failover timeout."""
         loop = asyncio.get_running_loop()
         self._addrs = await self._seeds.resolve()
         self._started = loop.create_future()
         self._task = loop.create_task(self._run())
+        self._task.add_done_callback(self._on_engine_stopped)
         try:
-            await asyncio.shield(self._started)
+            limit = self.options.failover_timeout
+            await asyncio.wait_for(asyncio.shield(self._started), limit)
+        except asyncio.TimeoutError:
+            await self._stop_task()
+            raise ConnectionError(
+                "no leader opened a session within %gs (tried %s): %s"
+                % (limit, ", ".join(self._addrs), "; ".join(self._failures[-3:]) or "no answer"),
+                tried=self._addrs,
+                reason=self._failures[-1] if self._failures else "",
+            ) from None
         except BaseException:
             await self._stop_task()
             raise
@@ -128,25 +144,41 @@ class Engine:
         if self._closed:
             return
         self._closing = True  # from here on, the end of the session is expected
-        if self._opened and self._writer is not None:
-            try:
-                await asyncio.wait_for(self._submit(_wire.CLOSE_SESSION, "close"), 1.0)
-            except Exception:  # closing is best effort: the lease ends it anyway
-                pass
-        self._closed = True
-        self._fail_all(ClientClosed("client closed"))
-        await self._stop_task()
+        try:
+            if self._opened and self._writer is not None:
+                try:
+                    await asyncio.wait_for(self._submit(_wire.CLOSE_SESSION, "close"), 1.0)
+                except Exception:  # closing is best effort: the lease ends it anyway
+                    pass
+        finally:
+            self._closed = True
+            self._fail_all(ClientClosed("client closed"))
+            await self._stop_task()
 
     async def _stop_task(self):
         self._closed = True
         if self._writer is not None:
             self._writer.close()
+        self._fail_start(ClientClosed("client closed"))
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
-                await self._task
-            except BaseException:
-                pass
+            # wait() neither raises the task's own cancellation nor swallows ours.
+            await asyncio.wait([self._task])
+
+    def _on_engine_stopped(self, task):
+        """The connection task ended (closed, cancelled from outside, or a bug): nothing
+        will answer the calls still waiting, so they fail now, and later ones at once."""
+        self._closed = True
+        error = ClientClosed("client closed")
+        if not task.cancelled() and task.exception() is not None:
+            error = ProtocolError("client engine failed: %r" % task.exception())
+        self._fail_all(error)
+        self._fail_start(error)
+
+    def _fail_start(self, error):
+        if self._started is not None and not self._started.done():
+            self._started.set_exception(error)
+            self._started.exception()  # retrieved: start() may be gone already
 
     @property
     def session(self):
@@ -225,20 +257,16 @@ class Engine:
         self._next_seq = 1
 
     async def _run(self):
-        backoff = self.options.backoff_min
         first_round = True
         self._leaderless_since = time.monotonic()
         while not self._closed:
-            reader = None
             try:
                 reader, failures = await self._connect_round()
                 if reader is None:
                     if first_round and self._seeds.domain is None:
                         self._start_failed(failures)
                         return
-                    self._give_up_overdue(failures)
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, self.options.backoff_max)
+                    await self._wait_a_little(failures)
                     if self._seeds.domain is not None:
                         await self._rediscover()
                     continue
@@ -246,37 +274,48 @@ class Engine:
                 await self._serve(reader)
             except _Redirect as r:
                 log.debug("redirected from %s: %s", self._connected_to, r)
+                failure = "%s: %s" % (self._connected_to, r)
                 # In a row, until a reply proves a leader: an election can bounce us
                 # between replicas for a while, so only the first few are followed at once.
                 self._redirects += 1
-                if r.hint:
+                if r.hint and _usable(r.hint):
                     self._hint = r.hint
                     if r.hint not in self._addrs:
                         self._addrs.append(r.hint)
                     if self._redirects > QUICK_REDIRECTS:
-                        self._give_up_overdue(["%s: %s" % (self._connected_to, r)])
-                        await self._pause(backoff)
-                        backoff = min(backoff * 2, self.options.backoff_max)
+                        await self._wait_a_little([failure])
                 else:
                     self._hint = None
-                    self._give_up_overdue(["%s: %s" % (self._connected_to, r)])
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, self.options.backoff_max)
+                    self._skip(self._connected_to)
+                    await self._wait_a_little([failure])
             except (OSError, asyncio.IncompleteReadError, ProtocolError) as e:
                 log.debug("connection to %s lost: %s", self._connected_to, e)
                 self._hint = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # never leave callers hanging on a bug of ours
-                log.exception("client engine failed")
-                self._fail_all(ProtocolError("client engine failed: %r" % e))
-                if self._started is not None and not self._started.done():
-                    self._started.set_exception(ProtocolError("client engine failed: %r" % e))
-                return
-            finally:
-                self._drop_connection()
+                self._skip(self._connected_to)
+                # Back off unless a leader answered since the last pause (_proven resets
+                # it): a replica that accepts and drops us must not be hammered.
+                await self._wait_a_little(["%s: %s" % (self._connected_to, _short(e))])
             if self._leaderless_since is None:
                 self._leaderless_since = time.monotonic()
+
+    async def _wait_a_little(self, failures):
+        """After a failed attempt: give up the calls that waited too long, then pause
+        (doubling up to backoff_max, with jitter)."""
+        self._failures = (self._failures + list(failures))[-10:]
+        self._give_up_overdue(failures)
+        await self._pause(self._backoff)
+        self._backoff = min(self._backoff * 2, self.options.backoff_max)
+
+    def _proven(self):
+        """A leader answered us: the failover clock, redirect count and back-off restart."""
+        self._leaderless_since = None
+        self._redirects = 0
+        self._backoff = self.options.backoff_min
+
+    def _skip(self, addr):
+        """The next round starts after `addr` (it failed, or cannot serve us)."""
+        if addr in self._addrs:
+            self._cursor = (self._addrs.index(addr) + 1) % len(self._addrs)
 
     async def _pause(self, seconds):
         await asyncio.sleep(seconds * (0.5 + random.random() / 2))
@@ -331,15 +370,25 @@ class Engine:
         order = []
         if self._hint:
             order.append(self._hint)
-        order += [a for a in self._addrs if a not in order]
+        n = len(self._addrs)
+        rotated = [self._addrs[(self._cursor + i) % n] for i in range(n)]
+        order += [a for a in rotated if a not in order]
         failures = []
         for addr in order:
             if self._closed:
                 break
             try:
                 reader = await self._connect(addr)
+                if addr in self._addrs:
+                    self._cursor = self._addrs.index(addr)
                 return reader, failures
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ProtocolError) as e:
+            except (
+                OSError,
+                ValueError,
+                asyncio.TimeoutError,
+                asyncio.IncompleteReadError,
+                ProtocolError,
+            ) as e:
                 failures.append("%s: %s" % (addr, _describe_failure(e, self.options)))
             if addr == self._hint:
                 self._hint = None
@@ -384,6 +433,9 @@ class Engine:
         if self._session is None:
             self._new_session()
         self._last_heard = time.monotonic()
+        # Learn every member's address from this replica's view (a client given one
+        # address can fail over to the others), as the Rust client does.
+        self._writer.write(_wire.pack(_wire.STATUS))
         self._send_in_flight()
         keepalive = asyncio.get_running_loop().create_task(self._keepalive())
         try:
@@ -393,6 +445,7 @@ class Engine:
                 self._on_frame(frame)
         finally:
             keepalive.cancel()
+            self._drop_connection()
 
     def _send_in_flight(self):
         if not self._opened:
@@ -422,31 +475,43 @@ class Engine:
                 return
             self._on_reply(data.get("seq"), data.get("result"))
         elif tag == "KeepAliveAck" and isinstance(data, dict):
-            if data.get("session") == self._session and data.get("alive") is False:
-                self._session_expired()
+            if data.get("session") == self._session:
+                if data.get("alive") is False:
+                    self._session_expired()
+                else:
+                    self._proven()
+        elif tag == "Status" and isinstance(data, dict):
+            self._learn_members(data.get("view"))
         elif tag == "NotLeader":
             hint = data.get("leader") if isinstance(data, dict) else None
             raise _Redirect(hint, "not the leader")
         # Status, membership and fault answers are not asked for by this engine.
 
+    def _learn_members(self, view):
+        if not isinstance(view, dict):
+            return
+        for key in ("members", "learners"):
+            addrs = view.get(key)
+            if isinstance(addrs, dict):
+                for addr in addrs.values():
+                    if isinstance(addr, str) and _usable(addr) and addr not in self._addrs:
+                        self._addrs.append(addr)
+
     def _on_reply(self, seq, result):
         tag, data = _wire.variant(result)
         if tag in ("Ok", "Err"):
-            self._redirects = 0
+            self._proven()
         if tag == "Ok":
             if seq == 0 and not self._opened:
                 self._calls.pop(0, None)
                 self._opened = True
-                self._leaderless_since = None
                 if self._started is not None and not self._started.done():
                     self._started.set_result(None)
                 self._send_in_flight()
             else:
-                self._leaderless_since = None
                 self._resolve(seq, data)
         elif tag == "Err":
             data = data if isinstance(data, dict) else {}
-            self._leaderless_since = None
             if seq == 0 and not self._opened:
                 error = ProtocolError("the replica refused to open a session: %s" % (data,))
                 self._calls.pop(0, None)
@@ -483,6 +548,15 @@ async def _read_frame(reader):
     header = await reader.readexactly(4)
     body = await reader.readexactly(_wire.frame_length(header))
     return _wire.unpack(body)
+
+
+def _usable(addr):
+    """A leader hint or view address we can dial (never trust the network's text)."""
+    try:
+        check_addr(addr)
+        return True
+    except InvalidAddress:
+        return False
 
 
 def _short(e):

@@ -14,6 +14,19 @@ def _check_name(name):
     return name
 
 
+def _may_wait(spec, method, args):
+    """Whether this call can wait for another client (its deadline is blocking_timeout):
+    not `acquire(False)`, and a Queue's get/put only when asked to block."""
+    if method not in spec.blocking:
+        return False
+    if method == "acquire":
+        return list(args[:1]) != [False]
+    if spec.cls == "Queue":
+        flag = args[1:2] if method == "put" else args[:1]
+        return bool(flag and flag[0])
+    return True
+
+
 def _acquire_args(blocking, timeout):
     if not isinstance(blocking, bool):
         raise TypeError("acquire(blocking=...) takes a bool, got %r" % (blocking,))
@@ -66,7 +79,7 @@ class ObjectProxy:
         return self._client
 
     def _call(self, method, args, timeout=None):
-        blocking = method in self._spec.blocking
+        blocking = _may_wait(self._spec, method, args)
         timeout = DEFAULT if timeout is None else timeout
         return self._client.call(self._name, method, *args, blocking=blocking, timeout=timeout)
 
@@ -79,6 +92,10 @@ class ObjectProxy:
         return value if isinstance(value, str) else str(value)
 
     def __repr__(self):
+        # ConCoord 1.1's lock-like proxies forwarded repr() to the replicas; the others did
+        # not, and a repr that needs the network would fail in tracebacks and debuggers.
+        if not self._spec.lock_like:
+            return "<%s proxy of %r>" % (self._spec.cls, self._name)
         value = self._call("__repr__", ())
         return value if isinstance(value, str) else repr(value)
 
@@ -152,7 +169,7 @@ class AsyncObjectProxy:
         return self._client
 
     async def _call(self, method, args, timeout=None):
-        blocking = method in self._spec.blocking
+        blocking = _may_wait(self._spec, method, args)
         timeout = DEFAULT if timeout is None else timeout
         return await self._client.call(
             self._name, method, *args, blocking=blocking, timeout=timeout
@@ -200,3 +217,23 @@ async def _async_acquire(self, blocking=True, timeout=None):
 ASYNC = {t.cls: _build(t, AsyncObjectProxy, _async_method, _async_acquire) for t in TYPES}
 for _cls in ASYNC.values():
     _cls.__module__ = "concoord.aio"
+
+
+def add_accessors(client_cls, proxies):
+    """Gives a client class one method per built-in type, ``client.counter(name="counter")``,
+    returning a proxy of ``proxies`` bound to that client (and the Rust client's spellings
+    ``bounded_semaphore``, ``mesh_membership``, ``job_manager``)."""
+    for spec in TYPES:
+        setattr(client_cls, spec.module, _accessor(proxies[spec.cls], spec.module))
+    client_cls.bounded_semaphore = client_cls.boundedsemaphore
+    client_cls.mesh_membership = client_cls.meshmembership
+    client_cls.job_manager = client_cls.jobmanager
+
+
+def _accessor(cls, module):
+    def accessor(self, name=module):
+        return cls(client=self, name=name)
+
+    accessor.__name__ = module
+    accessor.__doc__ = "A %s proxy for the object ``name`` (default %r)." % (cls.__name__, module)
+    return accessor

@@ -7,13 +7,13 @@ connection.
 
 import asyncio
 import atexit
+import os
 import threading
 import weakref
 
 from . import aio
 from ._engine import DEFAULT
-from ._proxies import SYNC
-from ._types import TYPES
+from ._proxies import SYNC, add_accessors
 from .exceptions import ClientClosed
 
 __all__ = ["Client"]
@@ -24,17 +24,20 @@ class _Loop:
 
     _lock = threading.Lock()
     _loop = None
+    _pid = None
 
     @classmethod
     def get(cls):
         with cls._lock:
-            if cls._loop is None or cls._loop.is_closed():
+            # After os.fork() the child has the loop object but not its thread: start anew.
+            if cls._loop is None or cls._loop.is_closed() or cls._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="concoord-client", daemon=True
                 )
                 thread.start()
                 cls._loop = loop
+                cls._pid = os.getpid()
             return cls._loop
 
     @classmethod
@@ -61,6 +64,12 @@ def _in_loop_thread(loop):
 
 
 _open_clients = weakref.WeakSet()
+
+
+def _close_soon(aio_client):
+    loop = _Loop.get()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(aio_client.close()))
 
 
 @atexit.register
@@ -103,14 +112,23 @@ class Client:
             debug=debug,
         )
         self._closed = False
-        _Loop.run(self._aio.start())
+        try:
+            _Loop.run(self._aio.start())
+        except BaseException:  # also Ctrl-C: do not leave a half-open session behind
+            _Loop.run(self._aio.close())
+            raise
         _open_clients.add(self)
+        # A client dropped without close() still ends its session (and its locks) now,
+        # not when the process exits or the lease runs out.
+        self._finalizer = weakref.finalize(self, _close_soon, self._aio)
 
     def close(self):
+        """Ends the session, releasing its locks and permits at once."""
         if self._closed:
             return
         self._closed = True
         _open_clients.discard(self)
+        self._finalizer.detach()
         _Loop.run(self._aio.close())
 
     def __enter__(self):
@@ -152,17 +170,4 @@ class Client:
         return SYNC[aio._proxy_class(type_)._spec.cls](client=self, name=name)
 
 
-def _accessor(cls, module):
-    def accessor(self, name=module):
-        return cls(client=self, name=name)
-
-    accessor.__name__ = module
-    accessor.__doc__ = "A %s proxy for the object ``name`` (default %r)." % (cls.__name__, module)
-    return accessor
-
-
-for _t in TYPES:
-    setattr(Client, _t.module, _accessor(SYNC[_t.cls], _t.module))
-Client.bounded_semaphore = Client.boundedsemaphore
-Client.mesh_membership = Client.meshmembership
-Client.job_manager = Client.jobmanager
+add_accessors(Client, SYNC)

@@ -14,11 +14,12 @@ session.
 
 import asyncio
 import logging
+import warnings
 
 from .. import _wire
 from .._discovery import Seeds
 from .._engine import DEFAULT, Engine, Options
-from .._proxies import ASYNC
+from .._proxies import ASYNC, add_accessors
 from .._types import BY_CLASS, BY_MODULE, TYPES
 from ..exceptions import ClientClosed
 
@@ -41,11 +42,16 @@ def type_name(type_):
 def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interval,
                    keepalive_timeout, failover_timeout, token, debug):
     if token is not None:
-        raise ValueError(
-            "ConCoord-rs replicas do not check security tokens yet: leave token=None"
+        # ConCoord 1.1 scripts pass their security token; ours are not checked yet.
+        warnings.warn(
+            "ConCoord-rs replicas do not check security tokens yet: token ignored",
+            stacklevel=3,
         )
     if debug:
-        logging.getLogger("concoord").setLevel(logging.DEBUG)
+        logger = logging.getLogger("concoord")
+        logger.setLevel(logging.DEBUG)
+        if not logger.handlers and not logging.getLogger().handlers:
+            logger.addHandler(logging.StreamHandler())
     for label, value in (("timeout", timeout), ("blocking_timeout", blocking_timeout)):
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
             raise ValueError("%s must be a positive number of seconds or None" % label)
@@ -150,20 +156,7 @@ def _proxy_class(type_):
     return ASYNC[spec.cls]
 
 
-def _accessor(cls, module):
-    def accessor(self, name=module):
-        return cls(self, name)
-
-    accessor.__name__ = module
-    accessor.__doc__ = "A %s proxy for the object ``name`` (default %r)." % (cls.__name__, module)
-    return accessor
-
-
-for _t in TYPES:
-    setattr(Client, _t.module, _accessor(ASYNC[_t.cls], _t.module))
-Client.bounded_semaphore = Client.boundedsemaphore
-Client.mesh_membership = Client.meshmembership
-Client.job_manager = Client.jobmanager
+add_accessors(Client, ASYNC)
 
 
 async def connect(addrs, **options):
