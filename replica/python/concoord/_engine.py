@@ -68,14 +68,13 @@ class Options:
 
 
 class _Call:
-    __slots__ = ("seq", "op", "future", "since", "what")
+    __slots__ = ("seq", "op", "future", "since")
 
-    def __init__(self, seq, op, future, what):
+    def __init__(self, seq, op, future):
         self.seq = seq
         self.op = op
         self.future = future
         self.since = time.monotonic()
-        self.what = what
 
 
 class _Redirect(Exception):
@@ -147,7 +146,7 @@ class Engine:
         try:
             if self._opened and self._writer is not None:
                 try:
-                    await asyncio.wait_for(self._submit(_wire.CLOSE_SESSION, "close"), 1.0)
+                    await asyncio.wait_for(self._submit(_wire.CLOSE_SESSION), 1.0)
                 except Exception:  # closing is best effort: the lease ends it anyway
                     pass
         finally:
@@ -184,17 +183,13 @@ class Engine:
     def session(self):
         return self._session
 
-    @property
-    def connected_to(self):
-        return self._connected_to
-
     # ---- calls -----------------------------------------------------------------------
 
     async def request(self, op, what, timeout):
         """Runs one operation through consensus and returns its result."""
         if self._closed:
             raise ClientClosed("client closed")
-        fut = self._submit(op, what)
+        fut = self._submit(op)
         if timeout is None:
             return await fut
         try:
@@ -206,12 +201,12 @@ class Engine:
             self._abandon(fut)
             raise
 
-    def _submit(self, op, what):
+    def _submit(self, op):
         op = _wire.encode_op(op)  # bad arguments fail here, before taking a seq
         fut = asyncio.get_running_loop().create_future()
         seq = self._next_seq
         self._next_seq += 1
-        self._calls[seq] = _Call(seq, op, fut, what)
+        self._calls[seq] = _Call(seq, op, fut)
         if self._opened:
             self._send(seq)
         return fut
@@ -253,7 +248,7 @@ class Engine:
         self._session = _random_session()
         self._next_seq = 0
         self._opened = False
-        self._calls[0] = _Call(0, _wire.encode_op(_wire.OPEN_SESSION), None, "open session")
+        self._calls[0] = _Call(0, _wire.encode_op(_wire.OPEN_SESSION), None)
         self._next_seq = 1
 
     async def _run(self):

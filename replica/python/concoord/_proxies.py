@@ -14,19 +14,6 @@ def _check_name(name):
     return name
 
 
-def _may_wait(spec, method, args):
-    """Whether this call can wait for another client (its deadline is blocking_timeout):
-    not `acquire(False)`, and a Queue's get/put only when asked to block."""
-    if method not in spec.blocking:
-        return False
-    if method == "acquire":
-        return list(args[:1]) != [False]
-    if spec.cls == "Queue":
-        flag = args[1:2] if method == "put" else args[:1]
-        return bool(flag and flag[0])
-    return True
-
-
 def _acquire_args(blocking, timeout):
     if not isinstance(blocking, bool):
         raise TypeError("acquire(blocking=...) takes a bool, got %r" % (blocking,))
@@ -35,39 +22,15 @@ def _acquire_args(blocking, timeout):
     return [] if blocking else [False]
 
 
-# ---- blocking flavour ------------------------------------------------------------------
-
-
-class ObjectProxy:
-    """A named object of the group, called through a :class:`concoord.Client`.
-
-    The seed's form ``Counter("127.0.0.1:14000, 127.0.0.1:14001")`` opens a client (a session)
-    of its own for the object named after the class, lower-cased; ``name=`` picks another
-    object; ``client=`` shares an existing client (``client.counter("hits")`` does that).
-    """
+class _NamedObject:
+    """What both flavours share: the type, the object's name and the client it is called
+    through."""
 
     _spec = None
 
-    def __init__(self, bootstrap=None, timeout=60, debug=False, token=None, name=None,
-                 client=None, **client_options):
-        from .client import Client
-
+    def _bind(self, client, name):
+        self._client = client
         self._name = _check_name(name if name is not None else self._spec.module)
-        if client is not None:
-            if bootstrap is not None or client_options:
-                raise TypeError("pass either client= or an address list, not both")
-            self._client = client
-            self._owns_client = False
-        else:
-            if bootstrap is None:
-                raise TypeError(
-                    "%s() needs the group's addresses (\"host:port, host:port\") or domain"
-                    % type(self).__name__
-                )
-            self._client = Client(
-                bootstrap, timeout=timeout, debug=debug, token=token, **client_options
-            )
-            self._owns_client = True
 
     @property
     def name(self):
@@ -78,10 +41,48 @@ class ObjectProxy:
     def client(self):
         return self._client
 
+    def _call_options(self, method, args, timeout):
+        """The keyword arguments of ``client.call`` for this call: whether it may wait,
+        and its deadline (None: the client's default for that kind of call)."""
+        return {
+            "blocking": self._spec.may_wait(method, args),
+            "timeout": DEFAULT if timeout is None else timeout,
+        }
+
+
+# ---- blocking flavour ------------------------------------------------------------------
+
+
+class ObjectProxy(_NamedObject):
+    """A named object of the group, called through a :class:`concoord.Client`.
+
+    The seed's form ``Counter("127.0.0.1:14000, 127.0.0.1:14001")`` opens a client (a session)
+    of its own for the object named after the class, lower-cased; ``name=`` picks another
+    object; ``client=`` shares an existing client (``client.counter("hits")`` does that).
+    """
+
+    def __init__(self, bootstrap=None, timeout=60, debug=False, token=None, name=None,
+                 client=None, **client_options):
+        from .client import Client
+
+        if client is not None:
+            if bootstrap is not None or client_options:
+                raise TypeError("pass either client= or an address list, not both")
+            self._bind(client, name)
+            self._owns_client = False
+        else:
+            if bootstrap is None:
+                raise TypeError(
+                    "%s() needs the group's addresses (\"host:port, host:port\") or domain"
+                    % type(self).__name__
+                )
+            client = Client(bootstrap, timeout=timeout, debug=debug, token=token, **client_options)
+            self._bind(client, name)
+            self._owns_client = True
+
     def _call(self, method, args, timeout=None):
-        blocking = _may_wait(self._spec, method, args)
-        timeout = DEFAULT if timeout is None else timeout
-        return self._client.call(self._name, method, *args, blocking=blocking, timeout=timeout)
+        options = self._call_options(method, args, timeout)
+        return self._client.call(self._name, method, *args, **options)
 
     def __concoordinit__(self, *args):
         """Re-runs the constructor with these arguments through consensus (a reset)."""
@@ -150,30 +151,16 @@ SYNC = {t.cls: _build(t, ObjectProxy, _sync_method, _sync_acquire) for t in TYPE
 # ---- asyncio flavour -------------------------------------------------------------------
 
 
-class AsyncObjectProxy:
+class AsyncObjectProxy(_NamedObject):
     """A named object called through a :class:`concoord.aio.Client`; every method is a
     coroutine. ``async with lock:`` holds a lock-like object."""
 
-    _spec = None
-
     def __init__(self, client, name=None):
-        self._client = client
-        self._name = _check_name(name if name is not None else self._spec.module)
-
-    @property
-    def name(self):
-        return self._name
-
-    @property
-    def client(self):
-        return self._client
+        self._bind(client, name)
 
     async def _call(self, method, args, timeout=None):
-        blocking = _may_wait(self._spec, method, args)
-        timeout = DEFAULT if timeout is None else timeout
-        return await self._client.call(
-            self._name, method, *args, blocking=blocking, timeout=timeout
-        )
+        options = self._call_options(method, args, timeout)
+        return await self._client.call(self._name, method, *args, **options)
 
     async def __concoordinit__(self, *args):
         return await self._call("__concoordinit__", args)

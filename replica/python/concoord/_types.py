@@ -6,21 +6,37 @@ asyncio ones (``concoord.aio``), so both always offer the same methods.
 
 
 class TypeSpec:
-    def __init__(self, cls, module, methods, blocking=(), lock_like=False, doc=""):
+    def __init__(self, cls, module, methods, waits=None, lock_like=False, doc=""):
         #: Class name as the replicas know it ("BoundedSemaphore").
         self.cls = cls
         #: Module of ``concoord.proxy`` and default object name ("boundedsemaphore").
         self.module = module
         #: Remote methods, in the order the proxy lists them.
         self.methods = tuple(methods)
-        #: Methods that may wait for another client (deadline: ``blocking_timeout``).
-        self.blocking = frozenset(blocking)
+        #: Methods that may wait for another client (deadline: ``blocking_timeout``), each
+        #: with how a call says not to: None (it always may wait), or the position of its
+        #: `block` argument and that argument's default, read with Python truth as the
+        #: replicas read it.
+        self.waits = dict(waits or {})
         #: acquire/release with ``with proxy:``.
         self.lock_like = lock_like
         self.doc = doc
 
+    def may_wait(self, method, args):
+        """Whether this call can wait for another client: not `acquire(False)`, and a
+        Queue's get/put only when asked to block."""
+        if method not in self.waits:
+            return False
+        flag = self.waits[method]
+        if flag is None:
+            return True
+        index, default = flag
+        return bool(args[index]) if len(args) > index else default
+
 
 LOCK_METHODS = ("acquire", "release")
+#: `acquire(blocking=True)`: waits unless its first argument is false.
+ACQUIRE_WAITS = {"acquire": (0, True)}
 
 TYPES = (
     TypeSpec(
@@ -56,7 +72,7 @@ TYPES = (
             "check_member",
             "notify_failure",
         ),
-        blocking=("wait",),
+        waits={"wait": None},
         doc="MeshMembership(): named groups of nodes with epochs.",
     ),
     TypeSpec(
@@ -69,7 +85,7 @@ TYPES = (
         "Queue",
         "queue",
         ("put", "get", "put_nowait", "get_nowait", "qsize", "empty", "full"),
-        blocking=("put", "get"),
+        waits={"get": (0, False), "put": (1, False)},
         doc="Queue(maxsize=0): FIFO; put/get raise Full/Empty as in ConCoord 1.1, "
         "put(item, True)/get(True) wait instead.",
     ),
@@ -89,7 +105,7 @@ TYPES = (
         "Lock",
         "lock",
         LOCK_METHODS + ("locked",),
-        blocking=("acquire",),
+        waits=ACQUIRE_WAITS,
         lock_like=True,
         doc="Lock(): owned by the client's session; `with lock:` holds it.",
     ),
@@ -97,7 +113,7 @@ TYPES = (
         "RLock",
         "rlock",
         LOCK_METHODS,
-        blocking=("acquire",),
+        waits=ACQUIRE_WAITS,
         lock_like=True,
         doc="RLock(): reentrant, owned by the client's session.",
     ),
@@ -105,7 +121,7 @@ TYPES = (
         "Semaphore",
         "semaphore",
         LOCK_METHODS,
-        blocking=("acquire",),
+        waits=ACQUIRE_WAITS,
         lock_like=True,
         doc="Semaphore(count=1).",
     ),
@@ -113,7 +129,7 @@ TYPES = (
         "BoundedSemaphore",
         "boundedsemaphore",
         LOCK_METHODS,
-        blocking=("acquire",),
+        waits=ACQUIRE_WAITS,
         lock_like=True,
         doc="BoundedSemaphore(count=1): releasing above the initial count is a ValueError.",
     ),
@@ -121,7 +137,7 @@ TYPES = (
         "Condition",
         "condition",
         LOCK_METHODS + ("wait", "notify", "notify_all", "notifyAll"),
-        blocking=("acquire", "wait"),
+        waits=dict(ACQUIRE_WAITS, wait=None),
         lock_like=True,
         doc="Condition(): a lock with wait/notify.",
     ),
@@ -129,7 +145,7 @@ TYPES = (
         "Barrier",
         "barrier",
         ("wait", "parties", "n_waiting", "broken", "reset", "abort"),
-        blocking=("wait",),
+        waits={"wait": None},
         doc="Barrier(count=1): releases its waiters when `count` have arrived.",
     ),
 )

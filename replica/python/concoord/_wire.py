@@ -101,10 +101,6 @@ def request_frame(session, seq, ack, op_bytes):
     return _LENGTH.pack(len(body)) + body
 
 
-def request(session, seq, ack, op):
-    return {"Request": {"session": session, "seq": seq, "ack": ack, "op": op}}
-
-
 def keepalive(session):
     return {"KeepAlive": {"session": session}}
 

@@ -3,7 +3,7 @@
 //! the command exits, and by the lease if this process dies.
 
 use crate::cli::{CliError, LockArgs};
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{Client, ClientError, ClientOptions, acquired};
 use crate::command::Value;
 use std::process::Stdio;
 
@@ -72,14 +72,8 @@ async fn acquire(client: &Client, a: &LockArgs) -> Result<bool, CliError> {
                 Err(ClientError::Remote { ref message, .. }) if message.contains("exists") => {}
                 Err(e) => return Err(e.into()),
             }
-            Ok(truthy(client.call(&a.name, "acquire", args).await?))
+            Ok(acquired(&client.call(&a.name, "acquire", args).await?))
         }
-        other => Ok(truthy(other?)),
+        other => Ok(acquired(&other?)),
     }
-}
-
-/// Only `acquire(False)` answers False (not acquired); a waiting acquire returns once it
-/// holds the lock, whatever value the type returns (ConCoord 1.1's Lock returns None).
-fn truthy(v: Value) -> bool {
-    !matches!(v, Value::Boolean(false))
 }
