@@ -31,6 +31,12 @@ pub enum Command {
     /// Hold a lock while a command runs (one session), then release it: like `etcdctl lock`.
     #[command(after_help = LOCK_EXAMPLES)]
     Lock(LockArgs),
+    /// Load, list and show user object types: Python classes the group runs in its sandbox.
+    #[command(after_help = TYPE_EXAMPLES)]
+    Type(TypeArgs),
+    /// Write the Python proxy of an object type (ConCoord's proxy generator): for
+    /// -o tencounter.TenCounter, tencounterproxy.py next to tencounter.py.
+    Object(ObjectArgs),
     /// Show every replica's view, leader, ballot and slots.
     Status(StatusArgs),
     /// Add or remove one replica (the view changes through consensus, one member at a time).
@@ -63,6 +69,93 @@ pub enum Command {
     Remote(RemoteArgs),
     /// Launch and manage replicas on EC2 instances tagged with a cluster name.
     Ec2(crate::ec2::cli::Ec2Args),
+}
+
+const TYPE_EXAMPLES: &str = "\
+Examples:
+  concoord type load 127.0.0.1:14000 /foo/tencounter.py            # the file's only class
+  concoord type load 127.0.0.1:14000 /foo/tencounter.py --class TenCounter --replace
+  concoord type list 127.0.0.1:14000
+  concoord type show 127.0.0.1:14000 tencounter.TenCounter
+  concoord call 127.0.0.1:14000 --create hits tencounter.TenCounter
+  concoord call 127.0.0.1:14000 hits increment";
+
+#[derive(Args, Debug)]
+pub struct TypeArgs {
+    #[command(subcommand)]
+    pub action: TypeAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TypeAction {
+    /// Define a type from a Python file through consensus (the group's copy is what every
+    /// replica runs); refused, with nothing changed, when the code does not compile
+    Load {
+        /// Replica addresses ("host:port, host:port") or the group's DNS domain
+        #[arg(value_name = "ADDRS")]
+        addrs: String,
+        #[arg(value_name = "FILE.py")]
+        file: std::path::PathBuf,
+        /// The class to load [default: the file's only class]
+        #[arg(long = "class", value_name = "NAME")]
+        class: Option<String>,
+        /// The module name of the type [default: the file's name without .py]
+        #[arg(long = "module", value_name = "NAME")]
+        module: Option<String>,
+        /// Swap the code of a type already defined; its objects keep their state
+        #[arg(long)]
+        replace: bool,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the user types: name, sha256, size, objects, methods
+    List {
+        #[arg(value_name = "ADDRS")]
+        addrs: String,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a user type's source as the group holds it
+    Show {
+        #[arg(value_name = "ADDRS")]
+        addrs: String,
+        /// module.Class, the class name or the module name
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print the type (source included) as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ObjectArgs {
+    /// The type: module.Class (the module found on --object-path or PYTHONPATH),
+    /// FILE.py:Class, or a built-in
+    #[arg(short = 'o', long = "objectname", value_name = "OBJECTNAME")]
+    pub objectname: String,
+    /// Security token (accepted for ConCoord 1.1 compatibility; not used)
+    #[arg(short = 't', long = "token", value_name = "SECURITYTOKEN")]
+    pub token: Option<String>,
+    /// 0: basic, 1: blocking (calls may wait as long as the client's blocking timeout)
+    #[arg(
+        short = 'p',
+        long = "proxytype",
+        value_name = "PROXYTYPE",
+        default_value_t = 0
+    )]
+    pub proxytype: u8,
+    /// Safety checking (accepted for ConCoord 1.1 compatibility: the replicas always check)
+    #[arg(short = 's', long = "safe")]
+    pub safe: bool,
+    /// Print the generated proxy too
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Directory searched before PYTHONPATH for the module (repeatable)
+    #[arg(long = "object-path", value_name = "DIR")]
+    pub object_path: Vec<std::path::PathBuf>,
 }
 
 const CALL_EXAMPLES: &str = "\
@@ -256,9 +349,14 @@ async fn run_remote(args: RemoteArgs) -> Result<(), CliError> {
 
 #[derive(Args, Debug)]
 pub struct ReplicaArgs {
-    /// Object type to serve, dotted ConCoord name or short name (concoord.object.counter.Counter)
+    /// Object type to serve: a built-in by dotted ConCoord name or short name
+    /// (concoord.object.counter.Counter, counter), or a Python class of your own as
+    /// module.Class (the module found on --object-path or PYTHONPATH) or FILE.py:Class
     #[arg(short = 'o', long = "objectname", value_name = "OBJ")]
     pub objectname: Option<String>,
+    /// Directory searched before PYTHONPATH for the module of -o module.Class (repeatable)
+    #[arg(long = "object-path", value_name = "DIR")]
+    pub object_path: Vec<std::path::PathBuf>,
     /// Address (IP or host name) this replica listens on and advertises [default: 127.0.0.1,
     /// or the instance's private IP with --discover]
     #[arg(short = 'a', long = "addr")]
@@ -365,6 +463,7 @@ impl ReplicaArgs {
         Ok(ReplicaConfig {
             advertise_ip: self.advertise_ip,
             object: self.objectname.clone(),
+            object_path: self.object_path.clone(),
             addr: self.addr().to_string(),
             port: self.port,
             bootstrap: if self.founds() {
@@ -747,10 +846,21 @@ fn store_route53(
     Ok(())
 }
 
+/// Serving replicas run user-defined objects in a worker process of their own binary.
+fn isolate_user_code() {
+    match std::env::current_exe() {
+        Ok(exe) => crate::object::sandbox::isolate_in_worker_process(exe),
+        Err(e) => eprintln!(
+            "cannot find this binary ({e}): user-defined objects run inside the replica process"
+        ),
+    }
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Replica(args) => {
+            isolate_user_code();
             let mut cfg = args.config()?;
             logging::init(args.debug, args.logger.clone())?;
             args.discover(&mut cfg).await?;
@@ -759,6 +869,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Local(args) => {
+            isolate_user_code();
             if let Some(logger) = &args.logger {
                 check_addr(logger).map_err(|e| CliError::Usage(format!("-l: {e}")))?;
             }
@@ -789,6 +900,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => {
             logging::init_tool(false)?;
             tools::status::run(&args).await
+        }
+        Command::Type(args) => {
+            logging::init_tool(false)?;
+            tools::types::run(&args).await
+        }
+        Command::Object(args) => {
+            logging::init_tool(false)?;
+            tools::proxygen::run(&args)
         }
         Command::Membership(args) => {
             logging::init_tool(false)?;

@@ -50,6 +50,20 @@ pub enum Operation {
     Delete { name: String },
     /// Lists objects as a map from name to type name.
     List,
+    /// Defines a user object type from Python source, compiled by every replica from this
+    /// replicated copy. With `replace`, an existing type of that name gets the new code and
+    /// its live objects keep their state.
+    DefineType {
+        module: String,
+        class: String,
+        source: String,
+        #[serde(default)]
+        replace: bool,
+    },
+    /// Lists the user types.
+    ListTypes,
+    /// One user type, with its source.
+    ShowType { name: String },
 }
 
 /// One entry of a batch decided in a slot.
@@ -58,6 +72,13 @@ pub enum Command {
     Client(ClientCommand),
     /// The leader saw no heartbeat from this session within its lease.
     ExpireSession(SessionId),
+    /// Defines a user type unless one of that name exists (the founder's `-o` from a file);
+    /// a group that has the type keeps its own code.
+    EnsureType {
+        module: String,
+        class: String,
+        source: String,
+    },
     /// Creates an object unless one of that name exists (the `-o` default object).
     EnsureObject {
         name: String,

@@ -6,6 +6,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Before anything can open a TLS connection (the API server, Route53, EC2): see tls.rs.
     concoord::tls::install_crypto_provider();
+    // A replica's object interpreter runs as this binary with one argument (sandbox/worker.rs).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            concoord::object::sandbox::worker::SUBCOMMAND,
+        ))
+    {
+        return concoord::object::sandbox::worker::serve();
+    }
     let cli = concoord::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

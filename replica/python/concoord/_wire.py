@@ -119,6 +119,18 @@ def create_op(name, type_name, args):
     return {"Create": {"name": name, "type_name": type_name, "args": list(args)}}
 
 
+def define_type_op(module, class_, source, replace):
+    return {"DefineType": {"module": module, "class": class_, "source": source,
+                           "replace": bool(replace)}}
+
+
+LIST_TYPES = "ListTypes"
+
+
+def show_type_op(name):
+    return {"ShowType": {"name": name}}
+
+
 def delete_op(name):
     return {"Delete": {"name": name}}
 

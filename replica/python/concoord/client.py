@@ -165,9 +165,56 @@ class Client:
         """The group's objects: a dict from name to type name."""
         return self._run(self._aio.list())
 
-    def object(self, name, type_):
-        """A proxy of the right class for the object ``name`` of ``type_``."""
-        return SYNC[aio._proxy_class(type_)._spec.cls](client=self, name=name)
+    def object(self, name, type_=None):
+        """A proxy of the right class for the object ``name`` of ``type_``; for a
+        user-defined type (or no type), a proxy whose every attribute is a remote method."""
+        cls = aio._proxy_class(type_)
+        if cls is None:
+            return UserObject(self, name)
+        return SYNC[cls._spec.cls](client=self, name=name)
+
+    def load_type(self, source, module, class_, replace=False):
+        """Defines a user object type through consensus (see ``concoord type load``):
+        Python ``source`` whose class ``class_`` becomes ``module.class_``; ``replace``
+        swaps the code of a defined type, keeping its objects' state."""
+        return self._run(self._aio.load_type(source, module, class_, replace))
+
+    def types(self):
+        """The user types: a list of dicts (name, sha256, size, methods, objects)."""
+        return self._run(self._aio.types())
+
+    def show_type(self, name):
+        """One user type, with its source."""
+        return self._run(self._aio.show_type(name))
+
+
+class UserObject:
+    """An object of a user-defined type: every public attribute is a method that calls the
+    replicated object (``concoord object`` writes a proxy class with the real signatures)."""
+
+    def __init__(self, client, name):
+        self._client = client
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    def __getattr__(self, method):
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(*args):
+            return self._client.call(self._name, method, *args)
+
+        call.__name__ = method
+        return call
+
+    def __str__(self):
+        return self._client.call(self._name, "__str__")
+
+    def __repr__(self):
+        return "<user object %r>" % (self._name,)
 
 
 add_accessors(Client, SYNC)

@@ -134,5 +134,11 @@ def remote_error(kind, message):
     if cls is None:
         if not (isinstance(kind, str) and kind.isidentifier()):
             return RemoteError("%s: %s" % (kind, message))
-        cls = _KINDS[kind] = _remote(kind)
+        # A user-defined object may raise any of Python's exceptions (ImportError,
+        # SyntaxError, ...): the remote one is also that built-in.
+        builtin = getattr(builtins, kind, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception):
+            cls = _KINDS[kind] = _remote(kind, builtin)
+        else:
+            cls = _KINDS[kind] = _remote(kind)
     return cls(message)

@@ -47,8 +47,10 @@ def free_ports(n):
 class Cluster:
     """A group of replica processes; the first founds it, the others join one by one."""
 
-    def __init__(self, n=3, domain=None, extra=()):
+    def __init__(self, n=3, domain=None, extra=(), object="counter", env=None):
         self.bin = concoord_bin()
+        self.object = object
+        self.env = None if env is None else dict(os.environ, **env)
         self.ports = free_ports(n)
         self.dns_ports = free_ports(n) if domain else []
         self.domain = domain
@@ -70,7 +72,7 @@ class Cluster:
         return ", ".join(self.addr(i) for i in range(len(self.ports)))
 
     def start(self, i):
-        cmd = [self.bin, "replica", "-o", "counter", "-a", "127.0.0.1", "-p", str(self.ports[i])]
+        cmd = [self.bin, "replica", "-o", self.object, "-a", "127.0.0.1", "-p", str(self.ports[i])]
         cmd += TIMING_FLAGS + self.extra
         if i > 0:
             cmd += ["-b", self.addr(0)]
@@ -78,7 +80,8 @@ class Cluster:
             cmd += ["-n", self.domain, "--dns-addr", "127.0.0.1", "--dns-port",
                     str(self.dns_ports[i])]
         logs = None if os.environ.get("CONCOORD_TEST_LOGS") else subprocess.DEVNULL
-        self.procs[i] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logs, stderr=logs)
+        self.procs[i] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logs, stderr=logs,
+                                         env=self.env)
 
     def status(self, i):
         try:

@@ -36,6 +36,53 @@ impl fmt::Debug for Client {
 
 /// Methods that may wait inside the object until something else happens (lock acquire,
 /// condition and barrier wait, queue get and put). They get `blocking_timeout`, not `call_timeout`.
+/// A user type as the group reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TypeSummary {
+    /// `module.Class`.
+    pub name: String,
+    pub sha256: String,
+    /// Bytes of source.
+    pub size: u64,
+    pub methods: Vec<String>,
+    /// Live objects of the type.
+    pub objects: u64,
+    /// Only from `show_type`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl TypeSummary {
+    fn from_value(v: Value) -> Result<TypeSummary, ClientError> {
+        let bad = |what: &str| ClientError::Protocol(format!("type summary without {what}"));
+        let Value::Map(fields) = v else {
+            return Err(bad("fields"));
+        };
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let text = |k: &str| get(k).and_then(Value::as_str).map(str::to_string);
+        Ok(TypeSummary {
+            name: text("name").ok_or_else(|| bad("a name"))?,
+            sha256: text("sha256").ok_or_else(|| bad("a sha256"))?,
+            size: get("size").and_then(Value::as_u64).unwrap_or(0),
+            methods: get("methods")
+                .and_then(Value::as_array)
+                .map(|ms| {
+                    ms.iter()
+                        .filter_map(|m| m.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            objects: get("objects").and_then(Value::as_u64).unwrap_or(0),
+            source: text("source"),
+        })
+    }
+}
+
 pub fn is_blocking_method(method: &str) -> bool {
     matches!(method, "acquire" | "wait" | "get" | "put")
 }
@@ -153,6 +200,46 @@ impl Client {
             .submit(Operation::List, self.inner.opts.call_timeout)
             .await?;
         convert::string_map(v)
+    }
+
+    /// Defines a user object type from Python source (module `module`, class `class`);
+    /// with `replace`, swaps the code of a defined type, whose objects keep their state.
+    /// Returns the type as the group now holds it.
+    pub async fn define_type(
+        &self,
+        module: &str,
+        class: &str,
+        source: &str,
+        replace: bool,
+    ) -> Result<TypeSummary, ClientError> {
+        let op = Operation::DefineType {
+            module: module.to_string(),
+            class: class.to_string(),
+            source: source.to_string(),
+            replace,
+        };
+        TypeSummary::from_value(self.submit(op, self.inner.opts.call_timeout).await?)
+    }
+
+    /// The user types of the group, by name.
+    pub async fn list_types(&self) -> Result<Vec<TypeSummary>, ClientError> {
+        match self
+            .submit(Operation::ListTypes, self.inner.opts.call_timeout)
+            .await?
+        {
+            Value::Array(items) => items.into_iter().map(TypeSummary::from_value).collect(),
+            other => Err(ClientError::Protocol(format!(
+                "expected a list of types, got {other}"
+            ))),
+        }
+    }
+
+    /// One user type, with its source.
+    pub async fn show_type(&self, name: &str) -> Result<TypeSummary, ClientError> {
+        let op = Operation::ShowType {
+            name: name.to_string(),
+        };
+        TypeSummary::from_value(self.submit(op, self.inner.opts.call_timeout).await?)
     }
 
     /// Re-runs the object's constructor with `args` (`__concoordinit__`): a reset.

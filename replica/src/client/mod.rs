@@ -36,7 +36,7 @@ pub use addr::{Seeds, check_addr, parse_addrs, resolve_addrs};
 pub use conn::fetch_status;
 pub use convert::{acquired, truthy};
 pub use error::ClientError;
-pub use handle::{Client, is_blocking_method};
+pub use handle::{Client, TypeSummary, is_blocking_method};
 pub use membership::{add_member, remove_member};
 pub use options::ClientOptions;
 pub use proxies::{

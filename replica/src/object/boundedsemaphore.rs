@@ -35,7 +35,7 @@ impl ReplicatedObject for BoundedSemaphore {
 
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome {
         self.permits
-            .invoke(self.type_name(), call, method, args, fx)
+            .invoke("BoundedSemaphore", call, method, args, fx)
     }
 
     fn describe(&self) -> String {

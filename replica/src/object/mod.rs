@@ -12,6 +12,8 @@ use std::fmt;
 pub mod args;
 pub mod registry;
 pub mod sandbox;
+pub mod source;
+pub mod user;
 
 pub mod bank;
 pub mod barrier;
@@ -30,7 +32,8 @@ pub mod semaphore;
 pub mod sessionlock;
 pub mod stack;
 
-pub use registry::{ObjectTypes, Registry};
+pub use registry::{ObjectType, ObjectTypes, Registry};
+pub use user::UserType;
 
 /// Names one client call: the session that made it and its sequence number.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,7 +152,7 @@ impl Effects {
 /// iteration order, clocks or randomness).
 pub trait ReplicatedObject: Send + fmt::Debug {
     /// The Python-style class name, e.g. "Counter".
-    fn type_name(&self) -> &'static str;
+    fn type_name(&self) -> &str;
 
     /// Runs `method` for `call`. Wrong arguments are a TypeError, an unknown method an
     /// AttributeError; never panics.
@@ -162,6 +165,15 @@ pub trait ReplicatedObject: Send + fmt::Debug {
     /// otherwise (ConCoord 1.1's threading objects show their state only in `__repr__`).
     fn repr(&self) -> String {
         self.describe()
+    }
+
+    /// `__str__` (or with `repr`, `__repr__`) as a call: a user type's may raise.
+    fn show_call(&self, repr: bool) -> CallResult {
+        Ok(Value::from(if repr {
+            self.repr()
+        } else {
+            self.describe()
+        }))
     }
 
     /// The session is gone: release what it owns (locks, permits), which may complete calls
@@ -212,7 +224,7 @@ pub trait SimpleObject: Serialize + serde::de::DeserializeOwned + Send + fmt::De
 }
 
 impl<T: SimpleObject> ReplicatedObject for T {
-    fn type_name(&self) -> &'static str {
+    fn type_name(&self) -> &str {
         T::CLASS
     }
 

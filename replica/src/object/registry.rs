@@ -10,6 +10,7 @@
 //! live in a BTreeMap, and a snapshot (`save`) lists them by name with their type and state.
 
 use super::args::arity;
+use super::user::UserType;
 use super::{
     CallId, CallResult, Effects, ObjectError, Outcome, ReplicatedObject, SimpleObject,
     decode_state, encode_state,
@@ -23,6 +24,7 @@ use super::{
 use crate::command::{SessionId, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Builds an object from constructor arguments.
 pub type Constructor = fn(&[Value]) -> Result<Box<dyn ReplicatedObject>, ObjectError>;
@@ -116,11 +118,59 @@ macro_rules! builtin {
     };
 }
 
-/// The types objects can be created from: the built-ins plus any registered at start-up.
-/// Every replica must register the same types.
+/// A type an object can have: compiled in (built-in or registered at start-up) or defined
+/// by users through the group.
+#[derive(Clone, Debug)]
+pub enum ObjectType {
+    Builtin(TypeInfo),
+    User(Arc<UserType>),
+}
+
+impl ObjectType {
+    /// The class name, e.g. "Counter" or "TenCounter".
+    pub fn class_name(&self) -> &str {
+        match self {
+            ObjectType::Builtin(t) => t.class_name(),
+            ObjectType::User(t) => &t.class,
+        }
+    }
+
+    /// `module.Class`.
+    pub fn dotted_name(&self) -> String {
+        match self {
+            ObjectType::Builtin(t) => t.dotted_name(),
+            ObjectType::User(t) => t.dotted_name(),
+        }
+    }
+
+    /// The name of the object `-o` creates: the class name, lower-cased.
+    pub fn default_name(&self) -> String {
+        self.class_name().to_lowercase()
+    }
+
+    pub fn construct(&self, args: &[Value]) -> Result<Box<dyn ReplicatedObject>, ObjectError> {
+        match self {
+            ObjectType::Builtin(t) => t.construct(args),
+            ObjectType::User(t) => boxed(t.construct(args)),
+        }
+    }
+
+    pub fn restore(&self, bytes: &[u8]) -> Result<Box<dyn ReplicatedObject>, ObjectError> {
+        match self {
+            ObjectType::Builtin(t) => t.restore(bytes),
+            ObjectType::User(t) => boxed(t.restore(bytes)),
+        }
+    }
+}
+
+/// The types objects can be created from: the built-ins plus any registered at start-up
+/// (every replica must register the same), and the user types the group defined
+/// (replicated: they are part of the state and its snapshots).
 #[derive(Clone, Debug)]
 pub struct ObjectTypes {
     types: Vec<TypeInfo>,
+    /// User types by dotted name.
+    user: BTreeMap<String, Arc<UserType>>,
 }
 
 impl Default for ObjectTypes {
@@ -133,6 +183,7 @@ impl ObjectTypes {
     /// The types ConCoord shipped, plus Dict.
     pub fn builtin() -> ObjectTypes {
         ObjectTypes {
+            user: BTreeMap::new(),
             types: vec![
                 builtin!("Bank", "bank", Bank),
                 builtin!("Barrier", "barrier", Barrier),
@@ -174,15 +225,30 @@ impl ObjectTypes {
         Ok(())
     }
 
-    /// The type a dotted, class or short name refers to.
-    pub fn resolve(&self, name: &str) -> Option<&TypeInfo> {
-        self.types.iter().find(|t| t.answers_to(name))
+    /// The type a dotted, class or short name refers to: a compiled-in type first, then a
+    /// user type by its exact dotted name, then by its other names.
+    pub fn resolve(&self, name: &str) -> Option<ObjectType> {
+        if let Some(t) = self.types.iter().find(|t| t.answers_to(name)) {
+            return Some(ObjectType::Builtin(*t));
+        }
+        if let Some(t) = self.user.get(name) {
+            return Some(ObjectType::User(t.clone()));
+        }
+        self.user
+            .values()
+            .find(|t| t.answers_to(name))
+            .map(|t| ObjectType::User(t.clone()))
     }
 
     /// Like [`ObjectTypes::resolve`], with an error that lists the known types.
-    pub fn lookup(&self, name: &str) -> Result<&TypeInfo, ObjectError> {
+    pub fn lookup(&self, name: &str) -> Result<ObjectType, ObjectError> {
         self.resolve(name).ok_or_else(|| {
-            let known: Vec<String> = self.types.iter().map(TypeInfo::default_name).collect();
+            let known: Vec<String> = self
+                .types
+                .iter()
+                .map(TypeInfo::default_name)
+                .chain(self.user.values().map(|t| t.dotted_name()))
+                .collect();
             ObjectError::value(format!(
                 "unknown object type '{name}' (known: {})",
                 known.join(", ")
@@ -192,17 +258,71 @@ impl ObjectTypes {
 
     /// The name of the object `-o TYPE` creates, e.g. "counter".
     pub fn default_name(&self, type_name: &str) -> Result<String, ObjectError> {
-        self.lookup(type_name).map(TypeInfo::default_name)
+        self.lookup(type_name).map(|t| t.default_name())
     }
 
+    /// The compiled-in types.
     pub fn iter(&self) -> impl Iterator<Item = &TypeInfo> {
         self.types.iter()
+    }
+
+    /// The user types, by dotted name.
+    pub fn user_types(&self) -> impl Iterator<Item = &Arc<UserType>> {
+        self.user.values()
+    }
+
+    /// The compiled-in types only (what a snapshot's user types are restored onto).
+    pub fn without_user_types(&self) -> ObjectTypes {
+        ObjectTypes {
+            types: self.types.clone(),
+            user: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a user type, or with `replace` swaps the code of one already defined. Refused
+    /// when one of its names means another type. Defining the same code again is a no-op.
+    pub fn define(&mut self, ty: UserType, replace: bool) -> Result<Arc<UserType>, ObjectError> {
+        let dotted = ty.dotted_name();
+        let names = [dotted.clone(), ty.class.clone()];
+        if let Some(builtin) = self
+            .types
+            .iter()
+            .find(|t| names.iter().any(|n| t.answers_to(n)) || ty.answers_to(t.class_name()))
+        {
+            return Err(ObjectError::value(format!(
+                "object type '{dotted}' conflicts with the built-in type '{}'",
+                builtin.dotted_name()
+            )));
+        }
+        if let Some(other) = self.user.values().find(|t| {
+            t.dotted_name() != dotted && (t.answers_to(&ty.class) || ty.answers_to(&t.class))
+        }) {
+            return Err(ObjectError::value(format!(
+                "object type '{dotted}' conflicts with the defined type '{}'",
+                other.dotted_name()
+            )));
+        }
+        if let Some(old) = self.user.get(&dotted) {
+            if old.sha256 == ty.sha256 {
+                return Ok(old.clone());
+            }
+            if !replace {
+                return Err(ObjectError::value(format!(
+                    "object type '{dotted}' is already defined with other code (sha256 {}); \
+                     load it with replace to swap the code of its objects",
+                    old.sha256
+                )));
+            }
+        }
+        let ty = Arc::new(ty);
+        self.user.insert(dotted, ty.clone());
+        Ok(ty)
     }
 }
 
 #[derive(Debug)]
 struct Entry {
-    info: TypeInfo,
+    info: ObjectType,
     object: Box<dyn ReplicatedObject>,
 }
 
@@ -265,7 +385,7 @@ impl Registry {
                 "object '{name}' already exists"
             )));
         }
-        let info = *types.lookup(type_name)?;
+        let info = types.lookup(type_name)?;
         let object = info.construct(args)?;
         self.objects
             .insert(name.to_string(), Entry { info, object });
@@ -288,7 +408,7 @@ impl Registry {
         Value::Map(
             self.objects
                 .iter()
-                .map(|(name, e)| (Value::from(name.as_str()), Value::from(e.info.class_name)))
+                .map(|(name, e)| (Value::from(name.as_str()), Value::from(e.info.class_name())))
                 .collect(),
         )
     }
@@ -310,10 +430,10 @@ impl Registry {
         };
         match method {
             "__str__" => Outcome::Done(
-                arity(method, args, &[], 0).map(|()| Value::from(entry.object.describe())),
+                arity(method, args, &[], 0).and_then(|()| entry.object.show_call(false)),
             ),
             "__repr__" => Outcome::Done(
-                arity(method, args, &[], 0).map(|()| Value::from(entry.object.repr())),
+                arity(method, args, &[], 0).and_then(|()| entry.object.show_call(true)),
             ),
             "__concoordinit__" => Outcome::Done(entry.info.construct(args).map(|fresh| {
                 let mut old = std::mem::replace(&mut entry.object, fresh);
@@ -352,7 +472,7 @@ impl Registry {
         let saved: SavedRegistry = decode_state(bytes)?;
         let mut registry = Registry::new();
         for object in saved.objects {
-            let info = *types.lookup(&object.type_name)?;
+            let info = types.lookup(&object.type_name)?;
             let Value::Binary(state) = &object.state else {
                 return Err(ObjectError::runtime(format!(
                     "cannot restore object '{}': its state is not binary",
@@ -376,6 +496,38 @@ impl Registry {
             }
         }
         Ok(registry)
+    }
+}
+
+impl Registry {
+    /// The objects of user type `ty` (by dotted name) now run its new code, keeping their
+    /// state. All or nothing: when one state does not restore under the new type, nothing
+    /// changes.
+    pub fn retype(&mut self, ty: &Arc<UserType>) -> Result<usize, ObjectError> {
+        let dotted = ty.dotted_name();
+        let mut swapped = Vec::new();
+        for (name, entry) in &self.objects {
+            if entry.info.dotted_name() == dotted {
+                let object = ty.restore(&entry.object.save()?)?;
+                swapped.push((name.clone(), object));
+            }
+        }
+        let count = swapped.len();
+        for (name, object) in swapped {
+            if let Some(entry) = self.objects.get_mut(&name) {
+                entry.info = ObjectType::User(ty.clone());
+                entry.object = Box::new(object);
+            }
+        }
+        Ok(count)
+    }
+
+    /// How many objects have the type of this dotted name.
+    pub fn count_of(&self, dotted: &str) -> usize {
+        self.objects
+            .values()
+            .filter(|e| e.info.dotted_name() == dotted)
+            .count()
     }
 }
 
@@ -905,8 +1057,10 @@ mod tests {
                 .collect()
         }
 
-        fn class_of(r: &Registry, name: &str) -> &'static str {
-            r.objects.get(name).map_or("", |e| e.info.class_name())
+        fn class_of(r: &Registry, name: &str) -> String {
+            r.objects
+                .get(name)
+                .map_or(String::new(), |e| e.info.class_name().to_string())
         }
 
         #[derive(Clone, Debug)]
@@ -974,7 +1128,7 @@ mod tests {
                     Some(Outcome::Done(r.create(&types, NAMES[*n], TYPES[*t], &[])))
                 }
                 Op::Call(s, n, m, a) => {
-                    let methods = methods_of(class_of(r, NAMES[*n]));
+                    let methods = methods_of(&class_of(r, NAMES[*n]));
                     let method = methods[*m % methods.len()];
                     Some(r.invoke(c(*s, seq), NAMES[*n], method, a, &mut fx))
                 }

@@ -179,8 +179,7 @@ impl ReplicatedObject for Semaphore {
     }
 
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome {
-        self.permits
-            .invoke(self.type_name(), call, method, args, fx)
+        self.permits.invoke("Semaphore", call, method, args, fx)
     }
 
     fn describe(&self) -> String {

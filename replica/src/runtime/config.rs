@@ -8,6 +8,9 @@ pub struct ReplicaConfig {
     /// `-o`: object type to create as the default object (dotted or short name); its
     /// instance is named after the class, lower-cased.
     pub object: Option<String>,
+    /// `--object-path`: directories searched (before `PYTHONPATH`) for the module of a
+    /// user type named by `-o module.Class`.
+    pub object_path: Vec<std::path::PathBuf>,
     /// `-a`: address (IP or host name) this replica listens on and advertises.
     pub addr: String,
     /// `-p`: port for clients and peers.

@@ -27,6 +27,7 @@ pub async fn run_local(
             .checked_add(i as u16)
             .ok_or_else(|| RuntimeError::Other(format!("port {port} + {i} is out of range")))?;
         let cfg = ReplicaConfig {
+            object_path: Vec::new(),
             object: Some(object.clone()),
             addr: "127.0.0.1".into(),
             port: p,

@@ -32,8 +32,12 @@ pub enum RuntimeError {
     },
     #[error("cannot join through {bootstrap}: {reason}")]
     Join { bootstrap: String, reason: String },
-    #[error("unknown object type {0:?} for -o (try counter, lock, semaphore, ...)")]
-    UnknownObject(String),
+    #[error(
+        "unknown object type {0:?} for -o: not a built-in type (counter, lock, semaphore, ...) and {1}"
+    )]
+    UnknownObject(String, String),
+    #[error("-o {0}: {1}")]
+    BadObjectType(String, String),
     #[error("data directory: {0}")]
     Storage(#[from] StorageError),
     #[error("{0}")]
@@ -166,18 +170,57 @@ impl Running {
     }
 }
 
+/// A joining replica runs the group's copy of its `-o` type, never its own file: it says
+/// so when the two differ.
+async fn compare_type_with_group(me: String, dotted: String, local_sha: String) {
+    let opts = crate::client::ClientOptions {
+        call_timeout: Some(Duration::from_secs(10)),
+        ..crate::client::ClientOptions::default()
+    };
+    let Ok(client) = crate::client::Client::connect(&me, opts).await else {
+        return;
+    };
+    match client.show_type(&dotted).await {
+        Ok(group) if group.sha256 != local_sha => tracing::warn!(
+            "-o {dotted}: the group runs other code for this type (sha256 {}) than the local file (sha256 {local_sha}); the group's copy is used (load the file with `concoord type load --replace` to change it)",
+            group.sha256
+        ),
+        Ok(_) => tracing::info!("-o {dotted}: the local file matches the group's code"),
+        Err(e) => {
+            tracing::warn!("-o {dotted}: cannot compare the local file with the group's type: {e}")
+        }
+    }
+    let _ = client.close().await;
+}
+
 /// Binds, founds or joins, and returns the running replica. The listener is up when this
 /// returns, so a caller may start the next replica at once.
 pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> {
     let me = cfg.advertised();
     let types = crate::object::ObjectTypes::builtin();
+    let mut user_type = None;
     let default_object = match &cfg.object {
-        Some(name) => {
-            let info = types
-                .resolve(name)
-                .ok_or_else(|| RuntimeError::UnknownObject(name.clone()))?;
-            Some((info.default_name(), info.class_name().to_string()))
-        }
+        Some(name) => match types.resolve(name) {
+            Some(info) => Some((info.default_name(), info.class_name().to_string())),
+            None => {
+                let found = crate::object::source::find(name, &cfg.object_path)
+                    .map_err(|e| RuntimeError::UnknownObject(name.clone(), e.to_string()))?;
+                // Refuse a broken file before founding anything, with the interpreter's
+                // message; the group compiles its own copy again when it applies it.
+                let compiled =
+                    crate::object::UserType::compile(&found.module, &found.class, &found.source)
+                        .map_err(|e| RuntimeError::BadObjectType(name.clone(), e.to_string()))?;
+                tracing::info!(
+                    "-o {name}: user type {} from {} (sha256 {})",
+                    compiled.dotted_name(),
+                    found.path.display(),
+                    compiled.sha256
+                );
+                let default = (compiled.default_name(), compiled.dotted_name());
+                user_type = Some(compiled);
+                Some(default)
+            }
+        },
         None => None,
     };
     // The disk first: a replica that cannot trust its data must not even listen.
@@ -252,13 +295,21 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             (node, Vec::new(), view)
         }
         (None, None) => {
-            let first = default_object
-                .iter()
-                .map(|(name, class)| Command::EnsureObject {
-                    name: name.clone(),
-                    type_name: class.clone(),
-                    args: Vec::<Value>::new(),
-                })
+            let define = user_type.iter().map(|t| Command::EnsureType {
+                module: t.module.clone(),
+                class: t.class.clone(),
+                source: t.source.clone(),
+            });
+            let first = define
+                .chain(
+                    default_object
+                        .iter()
+                        .map(|(name, class)| Command::EnsureObject {
+                            name: name.clone(),
+                            type_name: class.clone(),
+                            args: Vec::<Value>::new(),
+                        }),
+                )
                 .collect();
             let (node, actions) = Node::found(&me, node_cfg, state, first, seed, 0);
             if let Some(st) = &mut storage {
@@ -290,6 +341,13 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             );
             if let Some((name, _)) = &default_object {
                 tracing::info!("-o {name}: a joining replica uses the group's objects");
+            }
+            if let Some(ty) = &user_type {
+                tokio::spawn(compare_type_with_group(
+                    me.clone(),
+                    ty.dotted_name(),
+                    ty.sha256.clone(),
+                ));
             }
             if let Some(st) = &mut storage {
                 st.save_identity(&Identity {

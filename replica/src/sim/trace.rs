@@ -71,6 +71,9 @@ impl fmt::Display for V<'_> {
                         Command::Client(c) => write!(f, "{}/{}", short(c.session), c.seq)?,
                         Command::ExpireSession(s) => write!(f, "expire:{}", short(*s))?,
                         Command::EnsureObject { name, .. } => write!(f, "ensure:{name}")?,
+                        Command::EnsureType { module, class, .. } => {
+                            write!(f, "define:{module}.{class}")?
+                        }
                     }
                 }
                 write!(f, "]")
@@ -165,6 +168,17 @@ pub fn op(o: &Operation) -> String {
         Operation::Create { name, .. } => format!("create {name}"),
         Operation::Delete { name } => format!("delete {name}"),
         Operation::List => "list".into(),
+        Operation::DefineType {
+            module,
+            class,
+            replace,
+            ..
+        } => format!(
+            "define {module}.{class}{}",
+            if *replace { " (replace)" } else { "" }
+        ),
+        Operation::ListTypes => "list-types".into(),
+        Operation::ShowType { name } => format!("show-type {name}"),
     }
 }
 

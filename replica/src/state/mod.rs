@@ -6,7 +6,9 @@
 
 use crate::command::{ClientCommand, Command, Operation, SessionId, Value};
 use crate::net::wire::ReplyResult;
-use crate::object::{CallId, CallResult, Effects, ObjectError, ObjectTypes, Outcome, Registry};
+use crate::object::{
+    CallId, CallResult, Effects, ObjectError, ObjectTypes, Outcome, Registry, UserType,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -101,6 +103,17 @@ impl StateMachine {
         match cmd {
             Command::Client(c) => self.apply_client(c, &mut done),
             Command::ExpireSession(session) => self.end_session(*session, &mut done),
+            Command::EnsureType {
+                module,
+                class,
+                source,
+            } => {
+                let dotted = format!("{module}.{class}");
+                if self.types.user_types().all(|t| t.dotted_name() != dotted) {
+                    // Like EnsureObject: a bad file is reported by the replica that read it.
+                    let _ = self.define_type(module, class, source, false);
+                }
+            }
             Command::EnsureObject {
                 name,
                 type_name,
@@ -198,9 +211,64 @@ impl StateMachine {
             } => Outcome::Done(self.objects.create(&self.types, name, type_name, args)),
             Operation::Delete { name } => Outcome::Done(self.objects.delete(name, &mut fx)),
             Operation::List => Outcome::Done(Ok(self.objects.list())),
+            Operation::DefineType {
+                module,
+                class,
+                source,
+                replace,
+            } => Outcome::Done(self.define_type(module, class, source, *replace)),
+            Operation::ListTypes => Outcome::Done(Ok(self.list_types())),
+            Operation::ShowType { name } => Outcome::Done(self.show_type(name)),
         };
         self.record(call, outcome, done);
         self.complete_parked(fx, done);
+    }
+
+    /// Compiles and adds (or replaces) a user type. Nothing changes when the code is
+    /// refused or a live object's state does not fit the new code.
+    fn define_type(
+        &mut self,
+        module: &str,
+        class: &str,
+        source: &str,
+        replace: bool,
+    ) -> CallResult {
+        let ty = UserType::compile(module, class, source)?;
+        let dotted = ty.dotted_name();
+        let existed = self.types.user_types().any(|t| t.dotted_name() == dotted);
+        let mut next = self.types.clone();
+        let ty = next.define(ty, replace)?;
+        let retyped = if existed {
+            self.objects.retype(&ty)?
+        } else {
+            0
+        };
+        self.types = next;
+        Ok(type_summary(&ty, retyped, false))
+    }
+
+    fn list_types(&self) -> Value {
+        Value::Array(
+            self.types
+                .user_types()
+                .map(|t| type_summary(t, self.objects.count_of(&t.dotted_name()), false))
+                .collect(),
+        )
+    }
+
+    fn show_type(&self, name: &str) -> CallResult {
+        match self.types.resolve(name) {
+            Some(crate::object::ObjectType::User(t)) => Ok(type_summary(
+                &t,
+                self.objects.count_of(&t.dotted_name()),
+                true,
+            )),
+            Some(crate::object::ObjectType::Builtin(t)) => Err(ObjectError::value(format!(
+                "'{}' is a built-in type",
+                t.dotted_name()
+            ))),
+            None => Err(ObjectError::key(format!("no object type '{name}'"))),
+        }
     }
 
     fn record(&mut self, call: CallId, outcome: Outcome, done: &mut Vec<Completion>) {
@@ -269,24 +337,68 @@ impl StateMachine {
         }
     }
 
-    /// Serialized sessions and objects, for snapshots and state transfer.
+    /// Serialized sessions, objects and user types, for snapshots and state transfer.
     pub fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        let objects = self.objects.save()?;
-        rmp_serde::to_vec(&(&self.sessions, objects))
+        let saved = SavedState {
+            sessions: self.sessions.clone(),
+            objects: self.objects.save()?,
+            user_types: self.types.user_types().map(|t| (**t).clone()).collect(),
+        };
+        rmp_serde::to_vec(&saved)
             .map_err(|e| ObjectError::runtime(format!("cannot encode state: {e}")))
     }
 
+    /// Rebuilds the state from `save()` bytes onto the compiled-in `types` (any user types
+    /// in `types` are dropped: the snapshot's are the group's).
     pub fn restore(types: ObjectTypes, bytes: &[u8]) -> Result<StateMachine, ObjectError> {
-        let (sessions, objects): (BTreeMap<SessionId, Session>, Vec<u8>) =
-            rmp_serde::from_slice(bytes)
-                .map_err(|e| ObjectError::runtime(format!("cannot decode state: {e}")))?;
-        let objects = Registry::restore(&objects, &types)?;
+        let saved: SavedState = rmp_serde::from_slice(bytes)
+            .map_err(|e| ObjectError::runtime(format!("cannot decode state: {e}")))?;
+        let mut types = types.without_user_types();
+        for ty in saved.user_types {
+            // The code was accepted when it was defined; its compiled form is rebuilt
+            // lazily by the interpreter on the first call.
+            types.define(ty.restored(), false)?;
+        }
+        let objects = Registry::restore(&saved.objects, &types)?;
         Ok(StateMachine {
             types,
             objects,
-            sessions,
+            sessions: saved.sessions,
         })
     }
+}
+
+/// What a snapshot holds. Saved as a msgpack array, as the (sessions, objects) pair it
+/// extends: a snapshot from before user types restores with none.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    sessions: BTreeMap<SessionId, Session>,
+    objects: Vec<u8>,
+    #[serde(default)]
+    user_types: Vec<UserType>,
+}
+
+/// A user type as `type list` and `type show` report it.
+fn type_summary(t: &UserType, objects: usize, with_source: bool) -> Value {
+    let mut fields = vec![
+        (Value::from("name"), Value::from(t.dotted_name())),
+        (Value::from("sha256"), Value::from(t.sha256.as_str())),
+        (Value::from("size"), Value::from(t.source.len() as u64)),
+        (
+            Value::from("methods"),
+            Value::Array(
+                t.methods
+                    .iter()
+                    .map(|m| Value::from(m.name.as_str()))
+                    .collect(),
+            ),
+        ),
+        (Value::from("objects"), Value::from(objects as u64)),
+    ];
+    if with_source {
+        fields.push((Value::from("source"), Value::from(t.source.as_str())));
+    }
+    Value::Map(fields)
 }
 
 fn reply_of(result: CallResult) -> ReplyResult {
@@ -412,6 +524,141 @@ mod tests {
             sm.apply(&cmd(7, 1, 1, incr())),
             back.apply(&cmd(7, 1, 1, incr()))
         );
+        assert_eq!(value(&mut back, 1), ReplyResult::Ok(Value::from(1)));
+    }
+
+    const TEN: &str = "class TenCounter:\n    def __init__(self, value=0):\n        self.value = value\n    def increment(self):\n        self.value += 10\n    def getvalue(self):\n        return self.value\n    def __str__(self):\n        return 'The counter value is %d' % self.value\n";
+
+    fn define(source: &str, replace: bool) -> Operation {
+        Operation::DefineType {
+            module: "tencounter".into(),
+            class: "TenCounter".into(),
+            source: source.into(),
+            replace,
+        }
+    }
+
+    fn on(object: &str, method: &str) -> Operation {
+        Operation::Call {
+            object: object.into(),
+            method: method.into(),
+            args: vec![],
+        }
+    }
+
+    fn result(sm: &mut StateMachine, seq: u64, op: Operation) -> ReplyResult {
+        sm.apply(&cmd(9, seq, 0, op)).remove(0).result
+    }
+
+    #[test]
+    fn user_types_apply_alike_and_travel_in_snapshots() {
+        let ops = [
+            define(TEN, false),
+            Operation::Create {
+                name: "t".into(),
+                type_name: "tencounter.TenCounter".into(),
+                args: vec![Value::from(5)],
+            },
+            on("t", "increment"),
+            on("t", "increment"),
+            on("t", "__str__"),
+        ];
+        let mut machines: Vec<StateMachine> = (0..3).map(|_| machine()).collect();
+        let mut outcomes = Vec::new();
+        for sm in &mut machines {
+            let results: Vec<ReplyResult> = ops
+                .iter()
+                .enumerate()
+                .map(|(i, op)| result(sm, i as u64 + 1, op.clone()))
+                .collect();
+            outcomes.push(results);
+        }
+        assert!(outcomes.iter().all(|o| o == &outcomes[0]));
+        assert_eq!(
+            outcomes[0][4],
+            ReplyResult::Ok(Value::from("The counter value is 25"))
+        );
+        // A snapshot restored onto the compiled-in types brings the type and the object.
+        let bytes = machines[0].save().unwrap();
+        let mut back = StateMachine::restore(ObjectTypes::builtin(), &bytes).unwrap();
+        assert_eq!(
+            result(&mut back, 10, on("t", "getvalue")),
+            ReplyResult::Ok(Value::from(25))
+        );
+        let ReplyResult::Ok(Value::Array(types)) = result(&mut back, 11, Operation::ListTypes)
+        else {
+            panic!("no type list");
+        };
+        assert_eq!(types.len(), 1);
+    }
+
+    #[test]
+    fn a_refused_definition_or_replace_changes_nothing() {
+        let mut sm = machine();
+        assert!(matches!(
+            result(&mut sm, 1, define(TEN, false)),
+            ReplyResult::Ok(_)
+        ));
+        let create = Operation::Create {
+            name: "t".into(),
+            type_name: "TenCounter".into(),
+            args: vec![],
+        };
+        assert!(matches!(result(&mut sm, 2, create), ReplyResult::Ok(_)));
+        result(&mut sm, 3, on("t", "increment"));
+        let broken = "class TenCounter(:\n";
+        let ReplyResult::Err { kind, .. } = result(&mut sm, 4, define(broken, true)) else {
+            panic!("broken code accepted");
+        };
+        assert_eq!(kind, "SyntaxError");
+        // Other code without replace is refused; the same code again is accepted.
+        let other = TEN.replace("+= 10", "+= 100");
+        assert!(matches!(
+            result(&mut sm, 5, define(&other, false)),
+            ReplyResult::Err { .. }
+        ));
+        assert!(matches!(
+            result(&mut sm, 6, define(TEN, false)),
+            ReplyResult::Ok(_)
+        ));
+        result(&mut sm, 7, on("t", "increment"));
+        assert_eq!(
+            result(&mut sm, 8, on("t", "getvalue")),
+            ReplyResult::Ok(Value::from(20))
+        );
+        // A built-in's name cannot be taken.
+        let clash = Operation::DefineType {
+            module: "mine".into(),
+            class: "Counter".into(),
+            source: "class Counter:\n    def f(self):\n        pass\n".into(),
+            replace: true,
+        };
+        let ReplyResult::Err { message, .. } = result(&mut sm, 9, clash) else {
+            panic!("a built-in name was taken");
+        };
+        assert!(
+            message.contains("conflicts with the built-in type"),
+            "{message}"
+        );
+        // Replace keeps the state and swaps the code.
+        assert!(matches!(
+            result(&mut sm, 10, define(&other, true)),
+            ReplyResult::Ok(_)
+        ));
+        result(&mut sm, 11, on("t", "increment"));
+        assert_eq!(
+            result(&mut sm, 12, on("t", "getvalue")),
+            ReplyResult::Ok(Value::from(120))
+        );
+    }
+
+    #[test]
+    fn snapshots_from_before_user_types_still_restore() {
+        let sm = machine();
+        // The format before user types: a (sessions, objects) pair.
+        let old = rmp_serde::to_vec(&(&sm.sessions, sm.objects.save().unwrap())).unwrap();
+        let mut back = StateMachine::restore(ObjectTypes::builtin(), &old).unwrap();
+        back.apply(&cmd(7, 1, 0, incr()));
         assert_eq!(value(&mut back, 1), ReplyResult::Ok(Value::from(1)));
     }
 }

@@ -7,5 +7,7 @@ pub mod lock;
 pub mod logdaemon;
 pub mod membership;
 pub mod probe;
+pub mod proxygen;
 pub mod status;
+pub mod types;
 pub mod workload;

@@ -140,20 +140,71 @@ class Client:
         """The group's objects: a dict from name to type name."""
         return await self._request(_wire.LIST, "list", self._engine.options.timeout)
 
-    def object(self, name, type_):
-        """A proxy of the right class for the object ``name`` of ``type_``."""
+    def object(self, name, type_=None):
+        """A proxy of the right class for the object ``name`` of ``type_``; for a
+        user-defined type (or no type), a proxy whose every attribute is a remote method."""
         cls = _proxy_class(type_)
+        if cls is None:
+            return AsyncUserObject(self, name)
         return cls(self, name)
+
+    async def load_type(self, source, module, class_, replace=False):
+        """Defines a user object type through consensus: Python ``source`` whose class
+        ``class_`` becomes ``module.class_``. ``replace`` swaps the code of a type already
+        defined (its objects keep their state). Returns the type as the group holds it."""
+        op = _wire.define_type_op(module, class_, source, replace)
+        return await self._request(op, "define %s.%s" % (module, class_),
+                                   self._engine.options.timeout)
+
+    async def types(self):
+        """The user types: a list of dicts (name, sha256, size, methods, objects)."""
+        return await self._request(_wire.LIST_TYPES, "list types", self._engine.options.timeout)
+
+    async def show_type(self, name):
+        """One user type, with its source."""
+        return await self._request(_wire.show_type_op(name), "show type %s" % name,
+                                   self._engine.options.timeout)
 
 
 def _proxy_class(type_):
+    """The proxy class of a built-in type; None for a user-defined one."""
+    if type_ is None:
+        return None
     spec = getattr(type_, "_spec", None)
     if spec is None:
         key = type_name(type_).rpartition(".")[2]
         spec = BY_CLASS.get(key) or BY_MODULE.get(key.lower())
         if spec is None:
-            raise TypeError("no built-in type named %r" % (type_,))
+            return None
+    if spec.cls not in ASYNC:
+        return None
     return ASYNC[spec.cls]
+
+
+class AsyncUserObject:
+    """An object of a user-defined type: every public attribute is a coroutine method that
+    calls the replicated object."""
+
+    def __init__(self, client, name):
+        self._client = client
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    def __getattr__(self, method):
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        async def call(*args):
+            return await self._client.call(self._name, method, *args)
+
+        call.__name__ = method
+        return call
+
+    async def str(self):
+        return await self._client.call(self._name, "__str__")
 
 
 add_accessors(Client, ASYNC)

@@ -8,6 +8,11 @@
 //! snapshots by construction, a failed call leaves it untouched, and the object stays `Send`
 //! while the interpreter (which is not) lives in a thread-local.
 //!
+//! Isolation: a replica runs the interpreter in a worker process of its own ([`worker`]),
+//! started from the same binary with a bounded address space, so that one call that asks
+//! for gigabytes (`[0] * 10**9`) kills only the worker: the call fails with MemoryError and
+//! the replica goes on. Tests and the simulator run the same interpreter on a thread.
+//!
 //! Determinism: no host environment (the interpreter is built without `os`, files,
 //! sockets, clocks or randomness), `import` refused, a fixed hash seed, and a budget counted
 //! in executed opcodes through the trace hook — the same count on every replica.
@@ -19,10 +24,11 @@ use rustpython_vm::builtins::{
 };
 use rustpython_vm::function::FuncArgs;
 use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine};
+use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 /// Opcodes one call may execute before it fails (the same on every replica).
 pub const STEP_BUDGET: u64 = 1_000_000;
@@ -56,19 +62,193 @@ const REMOVED_BUILTINS: &[&str] = &[
     "locals",
     "vars",
     "memoryview",
+    // An object's address differs from replica to replica.
+    "id",
+    "hash",
 ];
 
-/// A user type compiled from its source: the class name and its public methods.
+/// The code of a user type, as the interpreter needs it: the source, its digest (which
+/// names the compiled class in the interpreter's cache) and the class to take from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Code {
+    pub sha256: String,
+    pub source: Arc<str>,
+    pub class: String,
+}
+
+impl Code {
+    pub fn new(source: &str, class: &str) -> Code {
+        Code {
+            sha256: sha256_hex(source.as_bytes()),
+            source: Arc::from(source),
+            class: class.to_string(),
+        }
+    }
+}
+
+/// Lower-case hex SHA-256, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One public method of a user class, as the proxy generator needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Method {
+    pub name: String,
+    /// Positional parameters after `self`; `None` when the interpreter cannot tell (a
+    /// callable that is not a plain function).
+    pub params: Option<Vec<String>>,
+    /// How many of the last `params` have defaults.
+    pub defaults: usize,
+    /// Takes `*args`.
+    pub varargs: bool,
+}
+
+/// A user type compiled from its source: the class name and its public methods.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeInfo {
     pub class: String,
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
+}
+
+impl TypeInfo {
+    pub fn method_names(&self) -> Vec<String> {
+        self.methods.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// Python helpers of the sandbox itself (not user code): they run without the budget.
+const HELPERS: &str = r#"
+def __concoord_methods__(cls):
+    out = []
+    for name in dir(cls):
+        if name.startswith('_'):
+            continue
+        f = getattr(cls, name)
+        if not callable(f):
+            continue
+        code = getattr(f, '__code__', None)
+        if code is None:
+            out.append([name, None, 0, False])
+            continue
+        n = code.co_argcount
+        params = list(code.co_varnames[1:n])
+        defaults = getattr(f, '__defaults__', None) or ()
+        out.append([name, params, len(defaults), bool(code.co_flags & 4)])
+    return out
+
+def __concoord_shows__(cls, which):
+    for k in cls.__mro__[:-1]:
+        if which in k.__dict__ or (which == '__str__' and '__repr__' in k.__dict__):
+            return True
+    return False
+
+def __concoord_classes__(scope):
+    return sorted(k for k, v in scope.items() if isinstance(v, type))
+"#;
+
+pub mod worker;
+
+/// The code a request runs: the source travels only until the interpreter has it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CodeRef {
+    sha256: String,
+    class: String,
+    source: Option<String>,
+}
+
+/// Work for the interpreter, wherever it runs.
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    Classes {
+        source: String,
+    },
+    Define {
+        code: CodeRef,
+    },
+    Construct {
+        code: CodeRef,
+        args: Vec<Value>,
+    },
+    Call {
+        code: CodeRef,
+        state: Value,
+        method: String,
+        args: Vec<Value>,
+    },
+    Show {
+        code: CodeRef,
+        state: Value,
+        repr: bool,
+    },
+}
+
+impl Request {
+    fn code_mut(&mut self) -> Option<&mut CodeRef> {
+        match self {
+            Request::Classes { .. } => None,
+            Request::Define { code }
+            | Request::Construct { code, .. }
+            | Request::Call { code, .. }
+            | Request::Show { code, .. } => Some(code),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Classes(Vec<String>),
+    Defined(TypeInfo),
+    State(Value),
+    /// A method's result and the object's new state.
+    Called(Value, Value),
+    Shown(Option<String>),
+}
+
+fn unexpected(reply: Reply) -> ObjectError {
+    ObjectError::runtime(format!(
+        "the object interpreter answered out of turn: {reply:?}"
+    ))
+}
+
+/// Where the interpreter runs: a thread of this process (tests, the simulator) unless the
+/// binary asked for a worker process ([`isolate_in_worker_process`]).
+static WORKER_PROCESS: OnceLock<worker::Worker> = OnceLock::new();
+
+/// Runs user code in worker processes started from `exe` (the `concoord` binary itself)
+/// from now on. Called once, at start-up, by commands that serve objects.
+pub fn isolate_in_worker_process(exe: std::path::PathBuf) {
+    let _ = WORKER_PROCESS.set(worker::Worker::new(exe));
+}
+
+fn execute(req: Request) -> Result<Reply, ObjectError> {
+    match WORKER_PROCESS.get() {
+        Some(w) => w.execute(req),
+        None => on_interpreter(move |sb, vm| sb.handle(vm, req)),
+    }
+}
+
+/// The code as a request carries it (the in-thread interpreter keeps every source it has
+/// seen, so the source is sent along; the worker process keeps track of its own).
+fn code_ref(code: &Code) -> CodeRef {
+    CodeRef {
+        sha256: code.sha256.clone(),
+        class: code.class.clone(),
+        source: Some(code.source.to_string()),
+    }
 }
 
 struct Sandbox {
     interp: Interpreter,
-    /// Compiled classes by source text (each replica compiles the group's copy once).
+    /// Compiled classes by (sha256, class): each replica compiles the group's copy once.
     classes: RefCell<HashMap<(String, String), PyObjectRef>>,
+    /// Sources by sha256, as requests brought them.
+    sources: RefCell<HashMap<String, Arc<str>>>,
+    helpers: Option<PyObjectRef>,
     steps: Rc<Cell<u64>>,
 }
 
@@ -121,7 +301,7 @@ impl Sandbox {
         // Python's str/bytes hashes must not differ between replicas (set iteration order).
         settings.hash_seed = Some(0);
         let interp = Interpreter::without_stdlib(settings);
-        interp.enter(|vm| {
+        let helpers = interp.enter(|vm| {
             // A build without the host environment has nothing dangerous to import, but
             // nothing may be imported at all: the same code must run on every replica.
             if let Err(e) = restrict_builtins(vm) {
@@ -133,25 +313,52 @@ impl Sandbox {
             // Deep recursion must fail with RecursionError before it exhausts the stack of
             // the thread that applies commands.
             vm.recursion_limit.set(RECURSION_LIMIT);
+            let scope = vm.new_scope_with_builtins();
+            let run = vm
+                .compile(
+                    HELPERS,
+                    rustpython_vm::compiler::Mode::Exec,
+                    "<concoord>".into(),
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|code| {
+                    vm.run_code_obj(code, scope.clone())
+                        .map_err(|e| to_error(vm, &e).to_string())
+                });
+            match run {
+                Ok(_) => Some(scope.globals.into()),
+                Err(e) => {
+                    tracing::error!("cannot load the object interpreter's helpers: {e}");
+                    None
+                }
+            }
         });
         Sandbox {
             interp,
             classes: RefCell::new(HashMap::new()),
+            sources: RefCell::new(HashMap::new()),
+            helpers,
             steps: Rc::new(Cell::new(0)),
         }
     }
 
-    /// Compiles `source` and returns its class `class` (cached).
-    fn class(
+    /// Calls one of [`HELPERS`].
+    fn helper(
         &self,
         vm: &VirtualMachine,
-        source: &str,
-        class: &str,
+        name: &str,
+        args: impl rustpython_vm::function::IntoFuncArgs,
     ) -> Result<PyObjectRef, ObjectError> {
-        let key = (source.to_string(), class.to_string());
-        if let Some(c) = self.classes.borrow().get(&key) {
-            return Ok(c.clone());
-        }
+        let helpers = self
+            .helpers
+            .as_ref()
+            .ok_or_else(|| ObjectError::runtime("the object interpreter is not ready"))?;
+        let f = helpers.get_item(name, vm).map_err(|e| to_error(vm, &e))?;
+        f.call(args, vm).map_err(|e| to_error(vm, &e))
+    }
+
+    /// Runs `source` in a fresh scope under the budget and returns the scope's globals.
+    fn run_module(&self, vm: &VirtualMachine, source: &str) -> Result<PyObjectRef, ObjectError> {
         let code = vm
             .compile(
                 source,
@@ -161,8 +368,32 @@ impl Sandbox {
             .map_err(|e| ObjectError::new("SyntaxError", e.to_string()))?;
         let scope = vm.new_scope_with_builtins();
         self.budgeted(vm, || vm.run_code_obj(code, scope.clone()).map(drop))?;
-        let found = scope
-            .globals
+        Ok(scope.globals.into())
+    }
+
+    /// Compiles the code and returns its class (cached by digest and class name).
+    fn class(&self, vm: &VirtualMachine, code: &CodeRef) -> Result<PyObjectRef, ObjectError> {
+        let key = (code.sha256.clone(), code.class.clone());
+        if let Some(c) = self.classes.borrow().get(&key) {
+            return Ok(c.clone());
+        }
+        if let Some(source) = &code.source {
+            self.sources
+                .borrow_mut()
+                .entry(code.sha256.clone())
+                .or_insert_with(|| Arc::from(source.as_str()));
+        }
+        let source = self
+            .sources
+            .borrow()
+            .get(&code.sha256)
+            .cloned()
+            .ok_or_else(|| {
+                ObjectError::runtime(format!("the interpreter has no code {}", code.sha256))
+            })?;
+        let class = code.class.as_str();
+        let globals = self.run_module(vm, &source)?;
+        let found = globals
             .get_item(class, vm)
             .map_err(|_| ObjectError::new("NameError", format!("name '{class}' is not defined")))?;
         if !found.class().is(vm.ctx.types.type_type)
@@ -256,84 +487,166 @@ fn to_error(vm: &VirtualMachine, e: &PyBaseExceptionRef) -> ObjectError {
     ObjectError::new(&kind, message)
 }
 
-/// Compiles `source`, finds `class` and lists its public methods; the interpreter's own
-/// message for a syntax error, a missing class or one without methods.
-pub fn define(source: &str, class: &str) -> Result<TypeInfo, ObjectError> {
-    let (source, class) = (source.to_string(), class.to_string());
-    on_interpreter(move |sb, vm| {
-        let (source, class) = (source.as_str(), class.as_str());
-        let cls = sb.class(vm, source, class)?;
-        let dir = vm
-            .builtins
-            .get_attr("dir", vm)
-            .map_err(|e| to_error(vm, &e))?;
-        let names = dir.call((cls.clone(),), vm).map_err(|e| to_error(vm, &e))?;
-        let names = names
-            .downcast_ref::<PyList>()
-            .map(|l| l.borrow_vec().to_vec())
-            .unwrap_or_default();
-        let mut methods = Vec::new();
-        for n in names {
-            let name = n.str(vm).map(|s| s.to_string()).unwrap_or_default();
-            if name.starts_with('_') {
-                continue;
+impl Sandbox {
+    /// Runs one request on this interpreter.
+    fn handle(&self, vm: &VirtualMachine, req: Request) -> Result<Reply, ObjectError> {
+        match req {
+            Request::Classes { source } => {
+                let globals = self.run_module(vm, &source)?;
+                let names = self.helper(vm, "__concoord_classes__", (globals,))?;
+                let names = match to_value(vm, &names, false, 0)? {
+                    Value::Array(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Ok(Reply::Classes(names))
             }
-            let key = vm.ctx.new_str(name.as_str());
-            if let Ok(attr) = cls.get_attr(&*key, vm)
-                && attr.is_callable()
-            {
-                methods.push(name);
+            Request::Define { code } => self.define(vm, &code).map(Reply::Defined),
+            Request::Construct { code, args } => {
+                let cls = self.class(vm, &code)?;
+                let args = to_python_args(vm, &args)?;
+                let obj = self.budgeted(vm, || cls.call(args, vm))?;
+                Ok(Reply::State(state_of(vm, &obj)?))
+            }
+            Request::Call {
+                code,
+                state,
+                method,
+                args,
+            } => {
+                let cls = self.class(vm, &code)?;
+                let obj = instance(vm, &cls, &state)?;
+                let args = to_python_args(vm, &args)?;
+                let key = vm.ctx.new_str(method.as_str());
+                let bound = obj
+                    .get_attr(&*key, vm)
+                    .map_err(|_| ObjectError::no_method_dynamic(&code.class, &method))?;
+                let result = self.budgeted(vm, || bound.call(args, vm))?;
+                let value = to_value(vm, &result, false, 0)?;
+                Ok(Reply::Called(value, state_of(vm, &obj)?))
+            }
+            Request::Show { code, state, repr } => {
+                let which = if repr { "__repr__" } else { "__str__" };
+                let cls = self.class(vm, &code)?;
+                let defined = self.helper(
+                    vm,
+                    "__concoord_shows__",
+                    (cls.clone(), vm.ctx.new_str(which)),
+                )?;
+                if !defined.is(&vm.ctx.true_value) {
+                    return Ok(Reply::Shown(None));
+                }
+                let obj = instance(vm, &cls, &state)?;
+                let shown = self.budgeted(vm, || if repr { obj.repr(vm) } else { obj.str(vm) })?;
+                Ok(Reply::Shown(Some(shown.to_string())))
             }
         }
-        methods.sort();
+    }
+
+    fn define(&self, vm: &VirtualMachine, code: &CodeRef) -> Result<TypeInfo, ObjectError> {
+        let cls = self.class(vm, code)?;
+        let listed = self.helper(vm, "__concoord_methods__", (cls,))?;
+        let listed = to_value(vm, &listed, false, 0)?;
+        let mut methods = Vec::new();
+        for m in listed.as_array().into_iter().flatten() {
+            let Some(fields) = m.as_array() else { continue };
+            let name = fields.first().and_then(Value::as_str).unwrap_or_default();
+            let params = fields.get(1).and_then(Value::as_array).map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            });
+            let defaults = fields.get(2).and_then(Value::as_u64).unwrap_or(0) as usize;
+            let varargs = fields.get(3).and_then(Value::as_bool).unwrap_or(false);
+            methods.push(Method {
+                name: name.to_string(),
+                params,
+                defaults,
+                varargs,
+            });
+        }
         if methods.is_empty() {
             return Err(ObjectError::type_error(format!(
-                "class '{class}' has no methods"
+                "class '{}' has no methods",
+                code.class
             )));
         }
         Ok(TypeInfo {
-            class: class.to_string(),
+            class: code.class.clone(),
             methods,
         })
-    })
+    }
+}
+
+/// The classes `source` defines at its top level, by name (for `type load` without
+/// `--class`).
+pub fn classes(source: &str) -> Result<Vec<String>, ObjectError> {
+    match execute(Request::Classes {
+        source: source.to_string(),
+    })? {
+        Reply::Classes(names) => Ok(names),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Compiles the code, finds its class and lists its public methods; the interpreter's own
+/// message for a syntax error, a missing class or one without methods.
+pub fn define(code: &Code) -> Result<TypeInfo, ObjectError> {
+    match execute(Request::Define {
+        code: code_ref(code),
+    })? {
+        Reply::Defined(info) => Ok(info),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// Runs the constructor with `args` and returns the new object's state.
-pub fn construct(source: &str, class: &str, args: &[Value]) -> Result<Value, ObjectError> {
-    let (source, class, args) = (source.to_string(), class.to_string(), args.to_vec());
-    on_interpreter(move |sb, vm| {
-        let cls = sb.class(vm, &source, &class)?;
-        let args = to_python_args(vm, &args)?;
-        let obj = sb.budgeted(vm, || cls.call(args, vm))?;
-        state_of(vm, &obj)
-    })
+pub fn construct(code: &Code, args: &[Value]) -> Result<Value, ObjectError> {
+    match execute(Request::Construct {
+        code: code_ref(code),
+        args: args.to_vec(),
+    })? {
+        Reply::State(state) => Ok(state),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// Calls `method(*args)` on the object whose state is `state`; on success the state is
 /// replaced by the object's new attributes, on any error it is left as it was.
 pub fn call(
-    source: &str,
-    class: &str,
+    code: &Code,
     state: &mut Value,
     method: &str,
     args: &[Value],
 ) -> Result<Value, ObjectError> {
-    let (source, class, method) = (source.to_string(), class.to_string(), method.to_string());
-    let (before, args) = (state.clone(), args.to_vec());
-    let (value, next) = on_interpreter(move |sb, vm| {
-        let cls = sb.class(vm, &source, &class)?;
-        let obj = instance(vm, &cls, &before)?;
-        let args = to_python_args(vm, &args)?;
-        let key = vm.ctx.new_str(method.as_str());
-        let bound = obj
-            .get_attr(&*key, vm)
-            .map_err(|_| ObjectError::no_method_dynamic(&class, &method))?;
-        let result = sb.budgeted(vm, || bound.call(args, vm))?;
-        let value = to_value(vm, &result, false, 0)?;
-        Ok((value, state_of(vm, &obj)?))
-    })?;
-    *state = next;
-    Ok(value)
+    match execute(Request::Call {
+        code: code_ref(code),
+        state: state.clone(),
+        method: method.to_string(),
+        args: args.to_vec(),
+    })? {
+        Reply::Called(value, next) => {
+            *state = next;
+            Ok(value)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `str()` (or, with `repr`, `repr()`) of the object, when its class defines one;
+/// `None` when it does not, since Python's default shows an address that differs from
+/// replica to replica.
+pub fn show(code: &Code, state: &Value, repr: bool) -> Result<Option<String>, ObjectError> {
+    match execute(Request::Show {
+        code: code_ref(code),
+        state: state.clone(),
+        repr,
+    })? {
+        Reply::Shown(text) => Ok(text),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// A fresh instance of `cls` (no `__init__`) holding `state` as its attributes.
@@ -568,37 +881,74 @@ class TenCounter:
         x.into()
     }
 
+    fn code(source: &str, class: &str) -> Code {
+        Code::new(source, class)
+    }
+
     #[test]
     fn the_seed_ten_counter_runs() {
-        let info = define(TEN_COUNTER, "TenCounter").unwrap();
-        assert_eq!(info.methods, ["decrement", "getvalue", "increment"]);
-        let mut state = construct(TEN_COUNTER, "TenCounter", &[]).unwrap();
-        call(TEN_COUNTER, "TenCounter", &mut state, "increment", &[]).unwrap();
-        call(TEN_COUNTER, "TenCounter", &mut state, "increment", &[]).unwrap();
+        let ten = code(TEN_COUNTER, "TenCounter");
+        let info = define(&ten).unwrap();
+        assert_eq!(info.method_names(), ["decrement", "getvalue", "increment"]);
+        let mut state = construct(&ten, &[]).unwrap();
+        call(&ten, &mut state, "increment", &[]).unwrap();
+        call(&ten, &mut state, "increment", &[]).unwrap();
+        assert_eq!(call(&ten, &mut state, "getvalue", &[]).unwrap(), v(20));
         assert_eq!(
-            call(TEN_COUNTER, "TenCounter", &mut state, "getvalue", &[]).unwrap(),
-            v(20)
+            show(&ten, &state, false).unwrap().as_deref(),
+            Some("The counter value is 20")
         );
-        assert_eq!(
-            call(TEN_COUNTER, "TenCounter", &mut state, "__str__", &[]).unwrap(),
-            v("The counter value is 20")
-        );
-        let mut five = construct(TEN_COUNTER, "TenCounter", &[v(5)]).unwrap();
-        call(TEN_COUNTER, "TenCounter", &mut five, "decrement", &[]).unwrap();
+        // No __repr__ of its own: Python's would show an address.
+        assert_eq!(show(&ten, &state, true).unwrap(), None);
+        let mut five = construct(&ten, &[v(5)]).unwrap();
+        call(&ten, &mut five, "decrement", &[]).unwrap();
         assert_eq!(five, Value::Map(vec![(v("value"), v(-5))]));
     }
 
     #[test]
-    fn definitions_are_refused_with_the_interpreter_message() {
-        let e = define("class A(:\n  pass", "A").unwrap_err();
-        assert_eq!(e.kind, "SyntaxError");
-        assert_eq!(define(TEN_COUNTER, "Nope").unwrap_err().kind, "NameError");
+    fn signatures_and_classes_are_listed() {
+        let src = "class A:\n    def f(self, a, b=1):\n        pass\n    def g(self, *rest):\n        pass\nclass B:\n    pass\n";
+        assert_eq!(classes(src).unwrap(), ["A", "B"]);
+        let info = define(&code(src, "A")).unwrap();
         assert_eq!(
-            define("class A:\n    pass\n", "A").unwrap_err().message,
+            info.methods,
+            [
+                Method {
+                    name: "f".into(),
+                    params: Some(vec!["a".into(), "b".into()]),
+                    defaults: 1,
+                    varargs: false
+                },
+                Method {
+                    name: "g".into(),
+                    params: Some(vec![]),
+                    defaults: 0,
+                    varargs: true
+                }
+            ]
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn definitions_are_refused_with_the_interpreter_message() {
+        let e = define(&code("class A(:\n  pass", "A")).unwrap_err();
+        assert_eq!(e.kind, "SyntaxError");
+        assert_eq!(
+            define(&code(TEN_COUNTER, "Nope")).unwrap_err().kind,
+            "NameError"
+        );
+        assert_eq!(
+            define(&code("class A:\n    pass\n", "A"))
+                .unwrap_err()
+                .message,
             "class 'A' has no methods"
         );
         assert_eq!(
-            define("x = 1\n", "x").unwrap_err().message,
+            define(&code("x = 1\n", "x")).unwrap_err().message,
             "'x' is not a class"
         );
     }
@@ -624,12 +974,21 @@ class Escape:
         return eval('1')
     def raise_value(self):
         raise ValueError('bad value %d' % 3)
+    def address(self):
+        return id(self)
+    def clock(self):
+        import time
+    def dice(self):
+        import random
+    def globals_trick(self):
+        return self.raise_value.__globals__['__builtins__']['open']
 "#;
 
     fn escape(method: &str) -> ObjectError {
-        let mut state = construct(ESCAPES, "Escape", &[]).unwrap();
+        let escapes = code(ESCAPES, "Escape");
+        let mut state = construct(&escapes, &[]).unwrap();
         let before = state.clone();
-        let e = call(ESCAPES, "Escape", &mut state, method, &[]).unwrap_err();
+        let e = call(&escapes, &mut state, method, &[]).unwrap_err();
         assert_eq!(
             state, before,
             "{method} changed the state although it failed"
@@ -648,6 +1007,14 @@ class Escape:
         );
         assert_eq!(escape("import_socket").kind, "ImportError");
         assert_eq!(escape("evaluate").kind, "NameError");
+        assert_eq!(escape("address").kind, "NameError");
+        assert_eq!(escape("clock").kind, "ImportError");
+        assert_eq!(escape("dice").kind, "ImportError");
+        let e = escape("globals_trick");
+        assert!(
+            ["KeyError", "TypeError", "AttributeError"].contains(&e.kind.as_str()),
+            "{e}"
+        );
     }
 
     #[test]
@@ -681,13 +1048,14 @@ class Escape:
     #[test]
     fn tuples_and_sets_survive_the_state_and_reach_clients_as_lists() {
         let src = "class K:\n    def __init__(self):\n        self.t = (1, 'a')\n        self.s = {3}\n    def add(self, x):\n        self.s.add(x)\n        return (x, sorted(self.s))\n";
-        let mut state = construct(src, "K", &[]).unwrap();
-        let out = call(src, "K", &mut state, "add", &[v(1)]).unwrap();
+        let k = code(src, "K");
+        let mut state = construct(&k, &[]).unwrap();
+        let out = call(&k, &mut state, "add", &[v(1)]).unwrap();
         assert_eq!(
             out,
             Value::Array(vec![v(1), Value::Array(vec![v(1), v(3)])])
         );
-        let out = call(src, "K", &mut state, "add", &[v(2)]).unwrap();
+        let out = call(&k, &mut state, "add", &[v(2)]).unwrap();
         assert_eq!(
             out,
             Value::Array(vec![v(2), Value::Array(vec![v(1), v(2), v(3)])])
