@@ -715,9 +715,14 @@ pub struct BenchArgs {
     /// Length of each round (e.g. 10s, 500ms, 1m)
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Counter object to increment; created if missing
+    /// Counter object to increment, created if missing; or a user type to compare with the
+    /// built-in Counter in the same run: module.Class (found on --object-path or
+    /// PYTHONPATH) or FILE.py:Class, whose `increment()` is called
     #[arg(long, default_value = "counter")]
     pub object: String,
+    /// Directory searched before PYTHONPATH for the module of --object module.Class
+    #[arg(long = "object-path", value_name = "DIR")]
+    pub object_path: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

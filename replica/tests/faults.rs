@@ -221,7 +221,7 @@ async fn five_replicas_under_kills_restarts_and_cut_links_stay_linearizable() {
     admin.create("kv", "dict", vec![]).await.unwrap();
 
     let rec = Arc::new(Recorder::new());
-    rec.declare("counter", ObjectSpec::Counter { value: 0 });
+    rec.declare("counter", ObjectSpec::Counter { value: 0, step: 1 });
     rec.declare("kv", ObjectSpec::Dict);
     let stop = Arc::new(AtomicBool::new(false));
     let opts = ClientOptions {

@@ -39,7 +39,7 @@ impl Counter {
 /// lagging copy.
 async fn counter_history(stale_reads: bool) -> Recorder {
     let rec = Arc::new(Recorder::new());
-    rec.declare("counter", ObjectSpec::Counter { value: 0 });
+    rec.declare("counter", ObjectSpec::Counter { value: 0, step: 1 });
     let counter = Arc::new(Counter::default());
     let tasks: Vec<_> = (0..4u64)
         .map(|client| {

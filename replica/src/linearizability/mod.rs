@@ -317,8 +317,11 @@ impl fmt::Display for Op {
 /// How an object starts, when it does not start like its constructor's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObjectSpec {
+    /// A counter starting at `value` that moves by `step` (1 for the built-in Counter, 10
+    /// for the seed's user-defined TenCounter).
     Counter {
         value: i64,
+        step: i64,
     },
     Dict,
     /// 0: unbounded.

@@ -12,7 +12,10 @@ use std::fmt;
 /// The model a partition is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Counter,
+    /// Moves by `step` per increment.
+    Counter {
+        step: i64,
+    },
     /// One key of a Dict (keys are independent, so each is its own partition).
     DictKey,
     Queue {
@@ -55,7 +58,7 @@ impl Kind {
     /// every object with owners.
     pub(crate) fn of(call: &Call) -> Option<Kind> {
         Some(match call {
-            Call::Counter(_) => Kind::Counter,
+            Call::Counter(_) => Kind::Counter { step: 1 },
             Call::Dict(_) => Kind::DictKey,
             Call::Queue(_) => Kind::Queue { maxsize: 0 },
             Call::Lock(_) => Kind::Lock,
@@ -66,7 +69,7 @@ impl Kind {
 
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Kind::Counter => "Counter",
+            Kind::Counter { .. } => "Counter",
             Kind::DictKey => "Dict",
             Kind::Queue { .. } => "Queue",
             Kind::Lock => "Lock",
@@ -88,8 +91,10 @@ impl Kind {
             ))
         };
         Ok(match (&kind, spec) {
-            (Kind::Counter, None) => (kind, State::Counter(0)),
-            (Kind::Counter, Some(ObjectSpec::Counter { value })) => (kind, State::Counter(*value)),
+            (Kind::Counter { .. }, None) => (kind, State::Counter(0)),
+            (Kind::Counter { .. }, Some(ObjectSpec::Counter { value, step })) => {
+                (Kind::Counter { step: *step }, State::Counter(*value))
+            }
             (Kind::DictKey, None | Some(ObjectSpec::Dict)) => (kind, State::Key(None)),
             (Kind::Queue { .. }, None) => {
                 (Kind::Queue { maxsize: 0 }, State::Queue(VecDeque::new()))
@@ -122,7 +127,11 @@ impl Kind {
         let ok = |v: Val| Outcome::Ok(v);
         match (state, call) {
             (State::Counter(v), Call::Counter(c)) => {
-                let step = |d: i64| match v.checked_add(d) {
+                let unit = match self {
+                    Kind::Counter { step } => *step,
+                    _ => 1,
+                };
+                let step = |d: i64| match v.checked_add(d * unit) {
                     Some(n) => (State::Counter(n), ok(Val::Nil)),
                     None => (State::Counter(*v), Outcome::err("OverflowError")),
                 };

@@ -11,7 +11,7 @@
 use super::rng::Rng;
 use super::trace::{self, short};
 use super::world::{
-    CLIENT_WAKE_MS, COUNTER, DICT, DICT_KEYS, End, Ev, LOCK, QUEUE, SEMAPHORE, World,
+    CLIENT_WAKE_MS, COUNTER, DICT, DICT_KEYS, End, Ev, LOCK, QUEUE, SEMAPHORE, TEN, World,
 };
 use crate::command::{ClientCommand, Operation};
 use crate::linearizability::{
@@ -662,11 +662,15 @@ impl World {
             DICT_KEYS[i].to_string()
         };
         let counter = |call| Op::counter(COUNTER, call);
+        let ten = |call| Op::counter(TEN, call);
         let roll = self.rng.below(100);
         match roll {
-            0..14 => counter(CounterCall::Increment),
+            0..10 => counter(CounterCall::Increment),
+            10..13 => ten(CounterCall::Increment),
+            13..14 => ten(CounterCall::Decrement),
             14..18 => counter(CounterCall::Decrement),
-            18..26 => counter(CounterCall::GetValue),
+            18..23 => counter(CounterCall::GetValue),
+            23..26 => ten(CounterCall::GetValue),
             26..34 => Op::dict(DICT, DictCall::Get { key: key(self) }),
             34..42 => {
                 let key = key(self);

@@ -18,6 +18,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The objects clients call, with how they start.
 pub(super) const COUNTER: &str = "counter";
+/// An object of a user-defined type: the seed's TenCounter, run by the sandboxed
+/// interpreter of every replica.
+pub(super) const TEN: &str = "tencounter";
+const TEN_COUNTER_SOURCE: &str = "class TenCounter:\n    def __init__(self, value=0):\n        self.value = value\n\n    def decrement(self):\n        self.value -= 10\n\n    def increment(self):\n        self.value += 10\n\n    def getvalue(self):\n        return self.value\n\n    def __str__(self):\n        return \"The counter value is %d\" % self.value\n";
 pub(super) const DICT: &str = "dict";
 pub(super) const QUEUE: &str = "queue";
 pub(super) const LOCK: &str = "lock";
@@ -373,7 +377,8 @@ impl World {
             })
             .collect();
         let mut history = History::new();
-        history.declare(COUNTER, ObjectSpec::Counter { value: 0 });
+        history.declare(COUNTER, ObjectSpec::Counter { value: 0, step: 1 });
+        history.declare(TEN, ObjectSpec::Counter { value: 0, step: 10 });
         history.declare(DICT, ObjectSpec::Dict);
         history.declare(
             QUEUE,
@@ -587,6 +592,12 @@ impl World {
             ensure(QUEUE, "Queue", vec![Value::from(QUEUE_MAXSIZE)]),
             ensure(LOCK, "Lock", vec![]),
             ensure(SEMAPHORE, "Semaphore", vec![Value::from(PERMITS)]),
+            Command::EnsureType {
+                module: "tencounter".into(),
+                class: "TenCounter".into(),
+                source: TEN_COUNTER_SOURCE.into(),
+            },
+            ensure(TEN, "tencounter.TenCounter", vec![]),
         ];
         let addr = self.hosts[0].addr.clone();
         let seed = self.rng.next_u64();

@@ -44,7 +44,16 @@ fn histogram() -> Result<Histogram<u64>, CliError> {
         .map_err(|e| CliError::Failed(format!("cannot make a histogram: {e}")))
 }
 
+/// Whether `--object` names a user type (module.Class or FILE.py:Class) rather than an
+/// object.
+fn is_type_spec(object: &str) -> bool {
+    object.contains(':') || object.contains('.')
+}
+
 pub async fn run(a: &BenchArgs) -> Result<(), CliError> {
+    if is_type_spec(&a.object) {
+        return compare_with_builtin(a).await;
+    }
     ensure_counter(&a.addrs, &a.object).await?;
     println!(
         "bench: {}.increment() on {} for {:?} per round",
@@ -53,6 +62,47 @@ pub async fn run(a: &BenchArgs) -> Result<(), CliError> {
     for &clients in &a.clients {
         let round = run_round(&a.addrs, &a.object, clients, a.duration).await?;
         println!("{}", round.line());
+    }
+    Ok(())
+}
+
+/// `--object module.Class`: loads the type (unless the group has it), creates its object,
+/// and runs every round twice, on the built-in Counter and on the user object, so the two
+/// are compared within one run.
+async fn compare_with_builtin(a: &BenchArgs) -> Result<(), CliError> {
+    let found = crate::object::source::find(&a.object, &a.object_path)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let user_object = format!("bench-{}", found.class.to_lowercase());
+    let client = Client::connect(&a.addrs, ClientOptions::default()).await?;
+    let prepared = async {
+        let types = client.list_types().await?;
+        if !types.iter().any(|t| t.name == found.dotted_name()) {
+            client
+                .define_type(&found.module, &found.class, &found.source, false)
+                .await?;
+        }
+        if !client.list().await?.contains_key(&user_object) {
+            client
+                .create(&user_object, &found.dotted_name(), Vec::new())
+                .await?;
+        }
+        Ok::<_, CliError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    prepared?;
+    ensure_counter(&a.addrs, "counter").await?;
+    println!(
+        "bench: counter.increment() (built-in Counter) against {user_object}.increment() ({}) on {} for {:?} per round",
+        found.dotted_name(),
+        a.addrs,
+        a.duration
+    );
+    for &clients in &a.clients {
+        let builtin = run_round(&a.addrs, "counter", clients, a.duration).await?;
+        println!("Counter     {}", builtin.line());
+        let user = run_round(&a.addrs, &user_object, clients, a.duration).await?;
+        println!("{:<11} {}", found.class, user.line());
     }
     Ok(())
 }
@@ -85,14 +135,14 @@ pub async fn run_round(
     let loops: Vec<_> = connected
         .into_iter()
         .map(|client| {
-            let counter = client.counter(object);
+            let object = object.to_string();
             tokio::spawn(async move {
                 let mut hist = histogram()?;
                 let mut errors = 0u64;
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    match counter.increment().await {
-                        Ok(()) => {
+                    match client.call(&object, "increment", Vec::new()).await {
+                        Ok(_) => {
                             let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
                             hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
                         }

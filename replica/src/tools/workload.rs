@@ -76,7 +76,13 @@ pub async fn execute(a: &WorkloadArgs) -> Result<Summary, CliError> {
     super::bench::ensure_counter(&a.addrs, &a.object).await?;
     let rec = Arc::new(Recorder::new());
     let start_value = read_value(&a.addrs, &a.object, None).await?;
-    rec.declare(&a.object, ObjectSpec::Counter { value: start_value });
+    rec.declare(
+        &a.object,
+        ObjectSpec::Counter {
+            value: start_value,
+            step: 1,
+        },
+    );
 
     let connecting = (0..a.clients).map(|_| Client::connect(&a.addrs, options(a)));
     let clients = futures::future::try_join_all(connecting).await?;
