@@ -55,6 +55,27 @@ recreate_pod() {
   mv "$S/pods.new" "$S/pods"
 }
 
+# The user type the operator would define from the ConfigMap demo-types: the sha256 of
+# the last source that compiles ("(:" marks a syntax error), and Degraded while the current
+# source does not.
+types_status() {
+  local sha degraded='{type: Degraded, status: "False", reason: AllHealthy, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}'
+  [ -f "$S/types-source" ] || {
+    echo "  conditions:"
+    return
+  }
+  if grep -q '(:' "$S/types-source"; then
+    degraded='{type: Degraded, status: "True", reason: ObjectTypeRejected, message: "demo-types/tencounter.py: SyntaxError: invalid syntax", lastTransitionTime: "2026-01-01T00:00:00Z"}'
+  else
+    sha256sum <"$S/types-source" | cut -d' ' -f1 >"$S/types-sha"
+    cp "$S/types-source" "$S/types-running"
+  fi
+  sha="$(cat "$S/types-sha" 2>/dev/null || true)"
+  [ -z "$sha" ] || printf '  objectTypes:\n  - {name: tencounter.TenCounter, sha256: "%s", source: demo-types/tencounter.py}\n' "$sha"
+  echo "  conditions:"
+  echo "  - $degraded"
+}
+
 ccc_yaml() {
   local i leader members="" available=True
   # FAKE_NEVER_AVAILABLE=1: a cluster that never comes up (the overall bound must strike).
@@ -75,7 +96,7 @@ status:
   leader: $leader
   view: $(cat "$S/seq")
   members:
-$members  conditions:
+$members$(types_status)
   - {type: Available, status: "$available", reason: Quorum, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}
 EOF
 }
@@ -181,7 +202,13 @@ kubectl_get() {
         *) return 1 ;;
       esac
       ;;
-    configmap) printf '.:53 {\n    forward . /etc/resolv.conf\n}' ;;
+    configmap)
+      if [ "$name" = demo-types ]; then
+        cat "$S/types-source"
+      else
+        printf '.:53 {\n    forward . /etc/resolv.conf\n}'
+      fi
+      ;;
     pvc) if [ -f "$S/pods" ]; then printf 'persistentvolumeclaim/data-%s-0\n' "$NAME"; fi ;;
     deployment,pods) if [ -f "$S/operator" ]; then echo "deployment.apps/concoord-operator"; fi ;;
     *,*)
@@ -227,7 +254,14 @@ kubectl_apply() {
       echo "$NAME-1" >"$S/leader"
       echo 0 >"$S/counter"
       set_replicas "$(sed -n 's/^  replicas: *//p' <<<"$manifest")"
+      # The example's ConfigMap: the block under `tencounter.py: |`, de-indented.
+      sed -n '/^  tencounter.py: |$/,$p' <<<"$manifest" | sed '1d; s/^    //' >"$S/types-source"
       echo "concoordcluster.concoord.io/$NAME created (in $ns)"
+      ;;
+    ConfigMap)
+      # From the fake `kubectl create configmap --dry-run=client -o yaml` below.
+      cp "$(sed -n 's/^# fake-source: //p' <<<"$manifest")" "$S/types-source"
+      echo "configmap/$pod configured"
       ;;
     Pod)
       if grep -q e2e-writer <<<"$manifest"; then
@@ -321,7 +355,21 @@ fake_kubectl() {
       echo "concoordcluster.concoord.io/$NAME scaled"
       ;;
     api-resources) printf '%s\n' pods services configmaps serviceaccounts statefulsets.apps poddisruptionbudgets.policy events ;;
-    wait | create | rollout | logs) echo "(fake) $verb ok" ;;
+    create)
+      if [ "${1:-}" = configmap ]; then
+        local arg source="$S/created-source"
+        for arg in "$@"; do
+          case "$arg" in
+            --from-literal=*) printf '%s\n' "${arg#--from-literal=*=}" >"$source" ;;
+            --from-file=*) cp "${arg#--from-file=*=}" "$source" ;;
+          esac
+        done
+        printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n# fake-source: %s\n' "$2" "$source"
+      else
+        echo "(fake) $verb ok"
+      fi
+      ;;
+    wait | rollout | logs) echo "(fake) $verb ok" ;;
     *) echo "fake kubectl: unexpected $verb $*" >&2 && return 1 ;;
   esac
 }
@@ -401,11 +449,30 @@ fake_helm() {
 }
 
 fake_concoord() {
+  if [ "$1" = type ]; then
+    echo "tencounter.TenCounter	sha256:$(cat "$S/types-sha")	(fake)"
+    return 0
+  fi
   [ "$1" = call ] || {
     echo "fake status"
     return 0
   }
-  local method=${*: -1} value n
+  local method=${*: -1} value n step=10
+  if [ "$method" = tencounter.TenCounter ]; then
+    echo 0 >"$S/tens"
+    return 0
+  fi
+  if [ "${*: -2:1}" = tens ]; then
+    value="$(cat "$S/tens")"
+    grep -q '+= 100' "$S/types-running" && step=100
+    case "$method" in
+      increment) echo $((value + step)) >"$S/tens" ;;
+      getvalue) echo "$value" ;;
+      __str__) echo "\"The counter value is $value\"" ;;
+      *) return 1 ;;
+    esac
+    return 0
+  fi
   value="$(cat "$S/counter")"
   case "$method" in
     --list) echo '{"counter":"Counter","lock":"Lock"}' ;;

@@ -9,7 +9,8 @@
 # images and load them; helm install + helm test; apply the chart's example cluster and
 # wait for it (Available condition and observedGeneration, never a fixed sleep); query SRV
 # from a pod, through the cluster's nameserver and through a CoreDNS forward, and call the
-# counter through SRV; scale 3 -> 5 -> 3 while a client writes; delete a follower pod, then
+# counter through SRV; define a user object type from a ConfigMap, break it (Degraded) and
+# replace it (state kept); scale 3 -> 5 -> 3 while a client writes; delete a follower pod, then
 # the leader pod; roll to a second image tag without losing quorum; delete the cluster and
 # check that every object it owned is gone; uninstall the chart.
 #
@@ -266,6 +267,42 @@ pass "counter increment twice (system resolver, then --dns-server): getvalue = 2
 locked="$(in_toolbox concoord call --timeout 20s "$DOMAIN" --list)"
 grep -q '"lock"' <<<"$locked" || fail "the example's lock object is missing: $locked"
 pass "objects created at bootstrap: $locked"
+
+step "user-defined object types from a ConfigMap (spec.objectTypes)"
+# The example's ConfigMap holds the seed's TenCounter: the operator defines it in the group.
+source_sha() { kubectl get configmap demo-types -n "$NS" -o jsonpath='{.data.tencounter\.py}' | sha256sum | cut -d' ' -f1; }
+type_status() { kubectl get concoordcluster "$NAME" -n "$NS" -o jsonpath='{.status.objectTypes[0].name} {.status.objectTypes[0].sha256}|{.status.conditions[?(@.type=="Degraded")].reason}|{.status.conditions[?(@.type=="Degraded")].message}'; }
+type_is() {
+  local line
+  line="$(type_status)" || return 1
+  echo "$line"
+  [[ "$line" == "tencounter.TenCounter $1|$2"* ]]
+}
+wait_until 120 "status lists tencounter.TenCounter with the ConfigMap's sha256" type_is "$(source_sha)" AllHealthy
+in_toolbox concoord type list "$DOMAIN"
+in_toolbox concoord call --timeout 20s "$DOMAIN" --create tens tencounter.TenCounter >/dev/null
+in_toolbox concoord call --timeout 20s "$DOMAIN" tens increment >/dev/null
+in_toolbox concoord call --timeout 20s "$DOMAIN" tens increment >/dev/null
+shown="$(in_toolbox concoord call --timeout 20s "$DOMAIN" tens __str__)"
+[ "$shown" = '"The counter value is 20"' ] || fail "tens.__str__ answered $shown"
+pass "the seed's TenCounter through SRV discovery: $shown"
+good_sha="$(source_sha)"
+kubectl create configmap demo-types -n "$NS" --dry-run=client -o yaml \
+  --from-literal=tencounter.py="$(printf 'class TenCounter(:\n    pass\n')" | kubectl apply -f - >/dev/null
+wait_until 120 "a broken class sets Degraded (ObjectTypeRejected) and the old code keeps running" \
+  type_is "$good_sha" "ObjectTypeRejected|demo-types/tencounter.py: SyntaxError"
+value="$(in_toolbox concoord call --timeout 20s "$DOMAIN" tens getvalue)"
+[ "$value" = 20 ] || fail "tens is $value after a refused definition, expected 20"
+pass "tens still answers getvalue = 20"
+printf 'class TenCounter:\n    def __init__(self, value=0):\n        self.value = value\n\n    def increment(self):\n        self.value += 100\n\n    def getvalue(self):\n        return self.value\n' >"$WORK/tencounter.py"
+kubectl create configmap demo-types -n "$NS" --dry-run=client -o yaml \
+  --from-file=tencounter.py="$WORK/tencounter.py" | kubectl apply -f - >/dev/null
+new_sha="$(sha256sum <"$WORK/tencounter.py" | cut -d' ' -f1)"
+wait_until 120 "the changed ConfigMap replaces the code and Degraded clears" type_is "$new_sha" AllHealthy
+in_toolbox concoord call --timeout 20s "$DOMAIN" tens increment >/dev/null
+value="$(in_toolbox concoord call --timeout 20s "$DOMAIN" tens getvalue)"
+[ "$value" = 120 ] || fail "tens is $value after the replace and one increment, expected 120"
+pass "the replaced code runs on the kept state: getvalue = 120"
 
 step "scale 3 -> 5 -> 3 while a client writes"
 start_writer writer-scale

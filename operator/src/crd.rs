@@ -82,6 +82,12 @@ pub struct ConCoordClusterSpec {
     /// Objects created once, when the group is founded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectSpec>,
+    /// User-defined object types: Python classes kept in ConfigMaps, defined in the group
+    /// once it is founded and defined again (replacing the code, keeping the objects'
+    /// state) whenever a ConfigMap's content changes. A class the replicas refuse leaves
+    /// the running code alone and sets the Degraded condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub object_types: Vec<ObjectTypeSpec>,
     /// DNS domain the replicas' nameserver answers for [default: <name>.<namespace>.concoord].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -115,6 +121,45 @@ pub struct ObjectSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "any_json_values")]
     pub args: Vec<serde_json::Value>,
+}
+
+/// A user-defined object type whose Python source is one key of a ConfigMap.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectTypeSpec {
+    pub config_map_ref: ConfigMapKeyRef,
+    /// The class to define [default: the source's only class].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// The Python module of the type (`module.Class`) [default: the key without `.py`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// One key of a ConfigMap in the cluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The key holding the source, e.g. `tencounter.py`.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+impl ObjectTypeSpec {
+    /// The module name: as given, or the key without `.py`.
+    pub fn module_name(&self) -> String {
+        self.module.clone().unwrap_or_else(|| {
+            let key = &self.config_map_ref.key;
+            key.strip_suffix(".py").unwrap_or(key).to_string()
+        })
+    }
+
+    /// `configmap/key`, for messages.
+    pub fn source_name(&self) -> String {
+        format!("{}/{}", self.config_map_ref.name, self.config_map_ref.key)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -239,6 +284,21 @@ pub struct ConCoordClusterStatus {
     pub bootstrapped: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The user-defined object types the group runs, as last defined from spec.objectTypes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub object_types: Vec<ObjectTypeStatus>,
+}
+
+/// A user-defined object type the group runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectTypeStatus {
+    /// `module.Class`.
+    pub name: String,
+    /// SHA-256 of the source the group runs.
+    pub sha256: String,
+    /// Where the source came from: `configmap/key`.
+    pub source: String,
 }
 
 impl ConCoordClusterStatus {

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod objecttypes;
 pub mod observe;
 pub mod plan;
 pub mod podexec;

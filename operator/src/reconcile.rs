@@ -178,6 +178,12 @@ async fn converge(
     )?;
     apply_all(&ctx.client, names, &rendered).await?;
     act(cc, names, ctx, &step, &seen).await?;
+    // User types once the group has a leader to define them through.
+    let types = if bootstrapped && seen.leader.is_some() && !seen.seeds.is_empty() {
+        Some(crate::objecttypes::sync(cc, ctx, &seen.seeds, &old_status.object_types).await?)
+    } else {
+        None
+    };
 
     // Report.
     if old_status.leader.is_some() && seen.leader.is_some() && seen.leader != old_status.leader {
@@ -194,7 +200,7 @@ async fn converge(
         )
         .await;
     }
-    let status = status_of(
+    let mut status = status_of(
         cc,
         &old_status,
         &seen,
@@ -202,6 +208,9 @@ async fn converge(
         bootstrapped,
         statefulset_replicas,
     );
+    if let Some(types) = types {
+        types.report(ctx, cc, &old_status, &mut status).await;
+    }
     let api: Api<ConCoordCluster> = Api::namespaced(ctx.client.clone(), ns);
     api.patch_status(
         &names.name,
@@ -571,5 +580,6 @@ pub fn status_of(
         view: seen.view.and_then(|v| i64::try_from(v).ok()),
         bootstrapped,
         conditions,
+        object_types: old.object_types.clone(),
     }
 }

@@ -9,7 +9,7 @@ use crate::reconcile::{Context, reconcile};
 use crate::replicas::Replicas;
 use crate::route53::credentials;
 use async_trait::async_trait;
-use concoord::client::ClientError;
+use concoord::client::{ClientError, TypeSummary};
 use concoord::command::View;
 use concoord::net::wire::StatusReport;
 use http::{Request, Response};
@@ -40,6 +40,8 @@ struct ApiState {
     pods: Vec<Value>,
     /// Ordinals whose volume claim exists.
     claims: Vec<u32>,
+    /// User ConfigMaps: name -> data.
+    configmaps: BTreeMap<String, Value>,
 }
 
 fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -59,6 +61,17 @@ fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Va
                 "data": {"aws_access_key_id": "dGVzdGluZw==",
                     "aws_secret_access_key": "dGVzdGluZw=="}}),
         ),
+        "GET" if path.contains("/configmaps/") => {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            match state.configmaps.get(name) {
+                Some(data) => (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": name, "namespace": NS}, "data": data}),
+                ),
+                None => (404, not_found),
+            }
+        }
         "GET" if path.ends_with("/pods") => (
             200,
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state.pods}),
@@ -126,6 +139,8 @@ fn api_server(state: ApiState) -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
 struct FakeReplicas {
     reports: Mutex<BTreeMap<String, StatusReport>>,
     changes: Mutex<Vec<String>>,
+    /// User types the group runs.
+    types: Mutex<Vec<TypeSummary>>,
 }
 
 #[async_trait]
@@ -161,6 +176,44 @@ impl Replicas for FakeReplicas {
             .unwrap()
             .push(format!("create {name} {type_name}"));
         Ok(())
+    }
+    async fn list_types(&self, _seeds: &[String]) -> Result<Vec<TypeSummary>, ClientError> {
+        Ok(self.types.lock().unwrap().clone())
+    }
+    /// Refuses sources with a syntax error the way the replicas do; otherwise defines
+    /// `module.TenCounter` (the only class the tests use).
+    async fn define_type(
+        &self,
+        _seeds: &[String],
+        module: &str,
+        class: &str,
+        source: &str,
+    ) -> Result<(String, String), ClientError> {
+        if source.contains("(:") {
+            return Err(ClientError::Remote {
+                kind: "SyntaxError".into(),
+                message: "invalid syntax at line 1".into(),
+            });
+        }
+        let class = if class.is_empty() {
+            "TenCounter"
+        } else {
+            class
+        };
+        let name = format!("{module}.{class}");
+        let sha256 = concoord::object::sandbox::sha256_hex(source.as_bytes());
+        self.changes.lock().unwrap().push(format!("define {name}"));
+        let mut types = self.types.lock().unwrap();
+        types.retain(|t| t.name != name);
+        types.push(TypeSummary {
+            name: name.clone(),
+            sha256: sha256.clone(),
+            size: source.len() as u64,
+            methods: vec![],
+            objects: 0,
+            source: None,
+        });
+        Ok((name, sha256))
     }
 }
 
@@ -297,12 +350,16 @@ async fn reconcile_result(
     state: ApiState,
     reports: BTreeMap<String, StatusReport>,
 ) -> (Run, Result<(), String>) {
-    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
-    let (client, log) = api_server(state);
     let replicas = Arc::new(FakeReplicas {
         reports: Mutex::new(reports),
         ..FakeReplicas::default()
     });
+    reconcile_with(state, replicas).await
+}
+
+async fn reconcile_with(state: ApiState, replicas: Arc<FakeReplicas>) -> (Run, Result<(), String>) {
+    let cc: ConCoordCluster = serde_json::from_value(state.cc.clone()).unwrap();
+    let (client, log) = api_server(state);
     let ctx = context(client, replicas.clone());
     let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(cc), ctx))
         .await
@@ -394,6 +451,7 @@ async fn create_bootstraps_one_pod_that_may_found() {
         statefulset: Some(statefulset(1, "r1")),
         pods: pods(1, "r1"),
         claims: vec![0],
+        configmaps: BTreeMap::new(),
     };
     let run = reconcile_once(state, group(&[0], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -413,6 +471,7 @@ async fn scale_up_adds_the_member_then_grows() {
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
+        configmaps: BTreeMap::new(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -444,6 +503,7 @@ async fn scale_down_removes_the_member_then_shrinks() {
         statefulset: Some(statefulset(5, "r1")),
         pods: pods(5, "r1"),
         claims: (0..5).collect(),
+        configmaps: BTreeMap::new(),
     };
     // The leader is the highest pod: it is removed like any other (it hands over).
     let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3, 4], &[], 4)).await;
@@ -502,6 +562,7 @@ async fn upgrade_rolls_a_follower_first() {
         statefulset: Some(statefulset(3, "r2")),
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
+        configmaps: BTreeMap::new(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 2)).await;
     assert_eq!(
@@ -588,6 +649,7 @@ async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
+        configmaps: BTreeMap::new(),
     };
     // Pod 1's replica was removed from the view (by hand); it still answers as "removed".
     let mut reports = group(&[0, 2], &[], 0);
@@ -620,6 +682,7 @@ async fn a_silent_group_clears_leader_view_and_members_but_remembers_the_pods() 
         statefulset: Some(statefulset(3, "r1")),
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
+        configmaps: BTreeMap::new(),
     };
     // No replica answers: the merge patch must clear what is no longer known.
     let run = reconcile_once(state.clone(), BTreeMap::new()).await;
@@ -682,4 +745,84 @@ async fn a_missing_credentials_secret_falls_back_to_the_ambient_chain_with_a_war
     assert_eq!(stored.key_id.as_deref(), Some("testing"));
     assert_eq!(stored.secret.as_deref(), Some("testing"));
     assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+const TEN: &str = "class TenCounter:\n    def increment(self):\n        pass\n";
+const GET_TYPES_CM: &str = "GET /api/v1/namespaces/apps/configmaps/types";
+
+/// spec.objectTypes: a type is defined once the group has a leader, not again while its
+/// source is unchanged, again (replace) when the ConfigMap changes, and a source the
+/// replicas refuse sets Degraded with their message and keeps the type that runs.
+#[tokio::test]
+async fn object_types_are_defined_from_configmaps_and_a_refused_one_degrades() {
+    let mut cc = cluster(3, members_status(3, 0));
+    cc["spec"]["objectTypes"] =
+        json!([{"configMapRef": {"name": "types", "key": "tencounter.py"}}]);
+    let mut state = ApiState {
+        cc,
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+        claims: (0..3).collect(),
+        configmaps: BTreeMap::from([("types".to_string(), json!({"tencounter.py": TEN}))]),
+    };
+    let replicas = Arc::new(FakeReplicas {
+        reports: Mutex::new(group(&[0, 1, 2], &[], 0)),
+        ..FakeReplicas::default()
+    });
+    let (run, result) = reconcile_with(state.clone(), replicas.clone()).await;
+    result.unwrap();
+    assert_eq!(run.changes, ["define tencounter.TenCounter"]);
+    assert!(run.lines().contains(&GET_TYPES_CM));
+    let status = run.body(STATUS)["status"].clone();
+    let sha = concoord::object::sandbox::sha256_hex(TEN.as_bytes());
+    assert_eq!(
+        status["objectTypes"],
+        json!([{"name": "tencounter.TenCounter", "sha256": sha, "source": "types/tencounter.py"}])
+    );
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    assert_eq!(run.body(EVENT)["reason"], "ObjectTypeDefined");
+
+    // Unchanged: nothing is defined again.
+    state.cc["status"] = status.clone();
+    replicas.changes.lock().unwrap().clear();
+    let (run, result) = reconcile_with(state.clone(), replicas.clone()).await;
+    result.unwrap();
+    assert!(run.changes.is_empty(), "{:?}", run.changes);
+
+    // A broken class: refused, Degraded, the running type stays in the status.
+    state.configmaps.insert(
+        "types".into(),
+        json!({"tencounter.py": "class TenCounter(:\n"}),
+    );
+    replicas.changes.lock().unwrap().clear();
+    let (run, result) = reconcile_with(state.clone(), replicas.clone()).await;
+    result.unwrap();
+    assert!(run.changes.is_empty());
+    let broken = run.body(STATUS)["status"].clone();
+    let degraded = condition(&broken, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ObjectTypeRejected");
+    assert_eq!(
+        degraded["message"],
+        "types/tencounter.py: SyntaxError: invalid syntax at line 1"
+    );
+    assert_eq!(broken["objectTypes"], status["objectTypes"]);
+    assert_eq!(run.body(EVENT)["reason"], "ObjectTypeRejected");
+
+    // Fixed and changed: defined again (replace), Degraded clears.
+    let v2 = TEN.replace("pass", "return 1");
+    state.cc["status"] = broken;
+    state
+        .configmaps
+        .insert("types".into(), json!({"tencounter.py": v2}));
+    replicas.changes.lock().unwrap().clear();
+    let (run, result) = reconcile_with(state, replicas).await;
+    result.unwrap();
+    assert_eq!(run.changes, ["define tencounter.TenCounter"]);
+    let fixed = &run.body(STATUS)["status"];
+    assert_eq!(
+        fixed["objectTypes"][0]["sha256"],
+        concoord::object::sandbox::sha256_hex(v2.as_bytes())
+    );
+    assert_eq!(condition(fixed, "Degraded")["status"], "False");
 }

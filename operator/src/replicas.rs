@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use concoord::client::{
-    Client, ClientError, ClientOptions, add_member, fetch_status, remove_member,
+    Client, ClientError, ClientOptions, TypeSummary, add_member, fetch_status, remove_member,
 };
 use concoord::net::wire::StatusReport;
 use std::time::Duration;
@@ -29,6 +29,17 @@ pub trait Replicas: Send + Sync {
         type_name: &str,
         args: &[serde_json::Value],
     ) -> Result<(), ClientError>;
+    /// The user types the group runs: (`module.Class`, sha256) each.
+    async fn list_types(&self, seeds: &[String]) -> Result<Vec<TypeSummary>, ClientError>;
+    /// Defines (replacing) a user type from Python source; an empty `class` means the
+    /// source's only class. Returns the type's name and sha256 as the group holds it.
+    async fn define_type(
+        &self,
+        seeds: &[String],
+        module: &str,
+        class: &str,
+        source: &str,
+    ) -> Result<(String, String), ClientError>;
 }
 
 /// The real replicas, over the network.
@@ -72,5 +83,25 @@ impl Replicas for NetworkReplicas {
         };
         let _ = client.close().await;
         result
+    }
+
+    async fn list_types(&self, seeds: &[String]) -> Result<Vec<TypeSummary>, ClientError> {
+        let client = Client::connect(&seeds.join(", "), ClientOptions::default()).await?;
+        let result = client.list_types().await;
+        let _ = client.close().await;
+        result
+    }
+
+    async fn define_type(
+        &self,
+        seeds: &[String],
+        module: &str,
+        class: &str,
+        source: &str,
+    ) -> Result<(String, String), ClientError> {
+        let client = Client::connect(&seeds.join(", "), ClientOptions::default()).await?;
+        let result = client.define_type(module, class, source, true).await;
+        let _ = client.close().await;
+        result.map(|t| (t.name, t.sha256))
     }
 }

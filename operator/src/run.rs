@@ -291,7 +291,32 @@ async fn control(
         route53_endpoint: opts.route53_endpoint.clone(),
         cluster_domain: opts.cluster_domain.clone(),
     });
-    Controller::new(clusters, watcher::Config::default().any_semantic())
+    let controller = Controller::new(clusters, watcher::Config::default().any_semantic());
+    // A changed ConfigMap of spec.objectTypes re-defines its type in every cluster of its
+    // namespace that names it.
+    let store = controller.store();
+    controller
+        .watches(
+            api::<ConfigMap>(&client, &opts.namespace),
+            watcher::Config::default(),
+            move |cm| {
+                let ns = cm.namespace();
+                let name = cm.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|cc| {
+                        cc.namespace() == ns
+                            && cc
+                                .spec
+                                .object_types
+                                .iter()
+                                .any(|t| t.config_map_ref.name == name)
+                    })
+                    .map(|cc| ObjectRef::from_obj(cc.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .owns(api::<StatefulSet>(&client, &opts.namespace), ours.clone())
         .owns(api::<Service>(&client, &opts.namespace), ours.clone())
         .owns(api::<ConfigMap>(&client, &opts.namespace), ours.clone())

@@ -52,7 +52,7 @@ pub enum Operation {
     List,
     /// Defines a user object type from Python source, compiled by every replica from this
     /// replicated copy. With `replace`, an existing type of that name gets the new code and
-    /// its live objects keep their state.
+    /// its live objects keep their state. An empty `class` means the source's only class.
     DefineType {
         module: String,
         class: String,

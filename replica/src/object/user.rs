@@ -14,6 +14,25 @@ use std::sync::Arc;
 /// Largest source of one type: a type is kept in every snapshot and sent to every replica.
 pub const SOURCE_LIMIT: usize = 256 << 10;
 
+/// The one class `source` defines at its top level (for a definition that names none).
+pub fn only_class(source: &str) -> Result<String, ObjectError> {
+    if source.len() > SOURCE_LIMIT {
+        return Err(ObjectError::value(format!(
+            "the source is {} bytes; a type may have at most {SOURCE_LIMIT}",
+            source.len()
+        )));
+    }
+    let classes = sandbox::classes(source)?;
+    match classes.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(ObjectError::value("the source defines no class")),
+        many => Err(ObjectError::value(format!(
+            "the source defines several classes ({}); name the one to load",
+            many.join(", ")
+        ))),
+    }
+}
+
 /// A user type as the group holds it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserType {

@@ -233,6 +233,14 @@ impl StateMachine {
         source: &str,
         replace: bool,
     ) -> CallResult {
+        // No class named: the source's only class (the same answer on every replica).
+        let picked;
+        let class = if class.is_empty() {
+            picked = crate::object::user::only_class(source)?;
+            picked.as_str()
+        } else {
+            class
+        };
         let ty = UserType::compile(module, class, source)?;
         let dotted = ty.dotted_name();
         let existed = self.types.user_types().any(|t| t.dotted_name() == dotted);
