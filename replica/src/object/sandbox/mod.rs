@@ -158,7 +158,7 @@ pub mod worker;
 struct CodeRef {
     sha256: String,
     class: String,
-    source: Option<String>,
+    source: Option<Arc<str>>,
 }
 
 /// Work for the interpreter, wherever it runs.
@@ -238,7 +238,7 @@ fn code_ref(code: &Code) -> CodeRef {
     CodeRef {
         sha256: code.sha256.clone(),
         class: code.class.clone(),
-        source: Some(code.source.to_string()),
+        source: Some(code.source.clone()),
     }
 }
 
@@ -250,6 +250,9 @@ struct Sandbox {
     sources: RefCell<HashMap<String, Arc<str>>>,
     helpers: Option<PyObjectRef>,
     steps: Rc<Cell<u64>>,
+    /// The budget's trace function (made once; it returns itself as every frame's local
+    /// tracer).
+    tracer: PyObjectRef,
 }
 
 /// Work for the interpreter thread.
@@ -333,12 +336,15 @@ impl Sandbox {
                 }
             }
         });
+        let steps = Rc::new(Cell::new(0));
+        let tracer = interp.enter(|vm| budget_tracer(vm, steps.clone()));
         Sandbox {
             interp,
             classes: RefCell::new(HashMap::new()),
             sources: RefCell::new(HashMap::new()),
             helpers,
-            steps: Rc::new(Cell::new(0)),
+            steps,
+            tracer,
         }
     }
 
@@ -381,7 +387,7 @@ impl Sandbox {
             self.sources
                 .borrow_mut()
                 .entry(code.sha256.clone())
-                .or_insert_with(|| Arc::from(source.as_str()));
+                .or_insert_with(|| source.clone());
         }
         let source = self
             .sources
@@ -413,38 +419,42 @@ impl Sandbox {
         f: impl FnOnce() -> PyResult<T>,
     ) -> Result<T, ObjectError> {
         self.steps.set(0);
-        let steps = self.steps.clone();
-        let me: Rc<RefCell<Option<PyObjectRef>>> = Rc::default();
-        let local = me.clone();
-        let tracer: PyObjectRef = vm
-            .new_function(
-                "__concoord_budget__",
-                move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
-                    steps.set(steps.get() + 1);
-                    if steps.get() > STEP_BUDGET {
-                        return Err(vm.new_runtime_error(format!(
-                            "step budget exceeded: more than {STEP_BUDGET} steps in one call"
-                        )));
-                    }
-                    if let (Some(frame), Some(event)) = (args.args.first(), args.args.get(1))
-                        && event.str(vm)?.to_string() == "call"
-                    {
-                        frame.set_attr("f_trace_opcodes", vm.ctx.new_bool(true), vm)?;
-                    }
-                    Ok(local.borrow().clone().unwrap_or_else(|| vm.ctx.none()))
-                },
-            )
-            .into();
-        *me.borrow_mut() = Some(tracer.clone());
-        *vm.trace_func.borrow_mut() = tracer;
+        *vm.trace_func.borrow_mut() = self.tracer.clone();
         vm.use_tracing.set(true);
         let result = f();
         vm.use_tracing.set(false);
         *vm.trace_func.borrow_mut() = vm.ctx.none();
-        // Break the tracer's reference to itself.
-        me.borrow_mut().take();
         result.map_err(|e| to_error(vm, &e))
     }
+}
+
+/// The step budget's native trace function: counts every event (each opcode of every frame,
+/// once a frame's "call" event turned per-opcode events on) and raises once `steps` passes
+/// the budget. It stays alive with the interpreter (it refers to itself).
+fn budget_tracer(vm: &VirtualMachine, steps: Rc<Cell<u64>>) -> PyObjectRef {
+    let me: Rc<RefCell<Option<PyObjectRef>>> = Rc::default();
+    let local = me.clone();
+    let tracer: PyObjectRef = vm
+        .new_function(
+            "__concoord_budget__",
+            move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
+                steps.set(steps.get() + 1);
+                if steps.get() > STEP_BUDGET {
+                    return Err(vm.new_runtime_error(format!(
+                        "step budget exceeded: more than {STEP_BUDGET} steps in one call"
+                    )));
+                }
+                if let (Some(frame), Some(event)) = (args.args.first(), args.args.get(1))
+                    && event.downcast_ref::<PyStr>().and_then(|e| e.to_str()) == Some("call")
+                {
+                    frame.set_attr("f_trace_opcodes", vm.ctx.new_bool(true), vm)?;
+                }
+                Ok(local.borrow().clone().unwrap_or_else(|| vm.ctx.none()))
+            },
+        )
+        .into();
+    *me.borrow_mut() = Some(tracer.clone());
+    tracer
 }
 
 /// Replaces `__import__` (nothing may be imported) and removes the builtins that reach

@@ -1,7 +1,8 @@
 //! The object interpreter in a process of its own.
 //!
-//! A replica starts `concoord sandbox-worker` (its own binary) and sends it requests over
-//! stdin, one length-prefixed msgpack frame each, reading the replies from stdout. The
+//! A replica starts `concoord sandbox-worker` (its own binary) and sends it requests over a
+//! Unix socket pair (the worker's stdin and stdout), one length-prefixed msgpack frame
+//! each, and reads each reply on the calling thread with a deadline. The
 //! worker caps its address space, so a call that allocates without bound makes the worker
 //! fail its allocation and abort; the replica reports MemoryError for that call (the same
 //! on every replica: the same code asks for the same memory), keeps the object's state from
@@ -13,9 +14,11 @@ use super::{Reply, Request, Sandbox, WORKER_STACK};
 use crate::object::ObjectError;
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Address space of the worker: the binary, the interpreter thread's stack reservation and
@@ -31,8 +34,9 @@ pub const SUBCOMMAND: &str = "sandbox-worker";
 
 struct Running {
     child: Child,
-    stdin: BufWriter<ChildStdin>,
-    replies: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    requests: BufWriter<UnixStream>,
+    /// Reads time out after [`CALL_DEADLINE`].
+    replies: BufReader<UnixStream>,
     /// Code digests this worker has received the source of.
     known: HashSet<String>,
 }
@@ -72,10 +76,16 @@ impl Worker {
     }
 
     fn start(&self) -> Result<Running, ObjectError> {
-        let mut child = Command::new(&self.exe)
+        let io = |e: std::io::Error| {
+            ObjectError::runtime(format!("cannot connect to the object interpreter: {e}"))
+        };
+        let (ours, theirs) = UnixStream::pair().map_err(io)?;
+        let theirs_out = theirs.try_clone().map_err(io)?;
+        ours.set_read_timeout(Some(CALL_DEADLINE)).map_err(io)?;
+        let child = Command::new(&self.exe)
             .arg(SUBCOMMAND)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::from(OwnedFd::from(theirs_out)))
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| {
@@ -84,29 +94,11 @@ impl Worker {
                     self.exe.display()
                 ))
             })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            return Err(ObjectError::runtime("the object interpreter has no pipes"));
-        };
-        let (tx, replies) = mpsc::channel();
-        // A reader thread turns the pipe into a channel, so a reply can have a deadline.
-        std::thread::Builder::new()
-            .name("concoord-python-reader".into())
-            .spawn(move || {
-                let mut stdout = BufReader::new(stdout);
-                loop {
-                    let frame = read_frame(&mut stdout);
-                    let stop = frame.is_err();
-                    if tx.send(frame).is_err() || stop {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| ObjectError::runtime(format!("cannot start a reader thread: {e}")))?;
+        let writer = ours.try_clone().map_err(io)?;
         Ok(Running {
             child,
-            stdin: BufWriter::new(stdin),
-            replies,
+            requests: BufWriter::new(writer),
+            replies: BufReader::new(ours),
             known: HashSet::new(),
         })
     }
@@ -135,12 +127,10 @@ impl Worker {
         }
         let bytes = rmp_serde::to_vec(&req)
             .map_err(|e| ObjectError::runtime(format!("cannot encode a request: {e}")))?;
-        let outcome = match write_frame(&mut running.stdin, &bytes) {
-            Ok(()) => running.replies.recv_timeout(CALL_DEADLINE),
-            Err(e) => Ok(Err(e)),
-        };
+        let outcome = write_frame(&mut running.requests, &bytes)
+            .and_then(|()| read_frame(&mut running.replies));
         match outcome {
-            Ok(Ok(frame)) => {
+            Ok(frame) => {
                 if let Some(sha) = sent_code {
                     running.known.insert(sha);
                 }
@@ -148,7 +138,12 @@ impl Worker {
                     ObjectError::runtime(format!("bad reply from the object interpreter: {e}"))
                 })?
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 let _ = running.child.kill();
                 let _ = running.child.wait();
                 *slot = None;
@@ -157,7 +152,7 @@ impl Worker {
                     CALL_DEADLINE.as_secs()
                 )))
             }
-            Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(_) => {
                 // The worker died during the call: almost always an allocation beyond its
                 // address space (Rust aborts when an allocation fails).
                 let _ = running.child.kill();
