@@ -42,9 +42,15 @@ fn scratch(tag: &str) -> PathBuf {
 /// Starts a replica serving `-o OBJ`, with PYTHONPATH set to `pythonpath`.
 fn spawn(port: u16, boot: Option<&str>, object: &str, pythonpath: &Path, extra: &[&str]) -> Child {
     let mut cmd = Command::new(BIN);
+    // The test's own lease, when it gives one, replaces the short one of TIMING_FLAGS.
+    let timing: Vec<&str> = if extra.contains(&"--session-lease-ms") {
+        TIMING_FLAGS[..4].to_vec()
+    } else {
+        TIMING_FLAGS.to_vec()
+    };
     cmd.args(["replica", "-o", object, "-a", "127.0.0.1", "-p"])
         .arg(port.to_string())
-        .args(TIMING_FLAGS)
+        .args(timing)
         .args(extra)
         .env("PYTHONPATH", pythonpath)
         .stdin(Stdio::null())
@@ -422,12 +428,17 @@ async fn sandbox_escapes_fail_clearly_while_the_group_keeps_serving() {
     let _ = std::fs::remove_dir_all(&foo);
 }
 
+/// Data on disk, snapshots every 20 slots, and the default 10 s session lease: the client
+/// must keep its session while leaders are killed over and over (with the tests' 2 s lease,
+/// a reconnect that backs off past it legitimately loses the session).
 fn data_flags(dir: &Path, i: usize) -> Vec<String> {
     vec![
         "--data-dir".into(),
         dir.join(format!("r{i}")).to_string_lossy().into_owned(),
         "--snapshot-every".into(),
         "20".into(),
+        "--session-lease-ms".into(),
+        "10000".into(),
     ]
 }
 

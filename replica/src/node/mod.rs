@@ -566,9 +566,9 @@ impl Node {
                         self.expiring.remove(s);
                         self.heard.remove(s);
                     }
-                    let done = self.state.apply(cmd);
-                    self.deliver(done, actions);
                 }
+                let done = self.state.apply_batch(&cmds);
+                self.deliver(done, actions);
             }
             SlotValue::Reconfig(change) => {
                 let Some((wanted, waiter)) = self.change.take() else {

@@ -167,6 +167,11 @@ pub trait ReplicatedObject: Send + fmt::Debug {
         self.describe()
     }
 
+    /// A user-defined object (whose calls the state machine may run in batches).
+    fn as_user_mut(&mut self) -> Option<&mut user::UserObject> {
+        None
+    }
+
     /// `__str__` (or with `repr`, `__repr__`) as a call: a user type's may raise.
     fn show_call(&self, repr: bool) -> CallResult {
         Ok(Value::from(if repr {

@@ -522,6 +522,30 @@ impl Registry {
         Ok(count)
     }
 
+    /// Whether `name` is an object of a user-defined type.
+    pub fn is_user_object(&self, name: &str) -> bool {
+        self.objects
+            .get(name)
+            .is_some_and(|e| matches!(e.info, ObjectType::User(_)))
+    }
+
+    /// The code and state of user object `name`, for a batch of calls.
+    pub fn user_parts(&mut self, name: &str) -> Option<(super::sandbox::Code, Value)> {
+        let user = self.objects.get_mut(name)?.object.as_user_mut()?;
+        Some((user.user_type().code(), user.state().clone()))
+    }
+
+    /// Stores the state a batch of calls left in user object `name`.
+    pub fn set_user_state(&mut self, name: &str, state: Value) {
+        if let Some(user) = self
+            .objects
+            .get_mut(name)
+            .and_then(|e| e.object.as_user_mut())
+        {
+            user.set_state(state);
+        }
+    }
+
     /// How many objects have the type of this dotted name.
     pub fn count_of(&self, dotted: &str) -> usize {
         self.objects

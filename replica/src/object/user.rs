@@ -88,7 +88,7 @@ impl UserType {
     }
 
     /// The code for the interpreter (rebuilt after a restore).
-    fn code(&self) -> Code {
+    pub fn code(&self) -> Code {
         self.code
             .clone()
             .unwrap_or_else(|| Code::new(&self.source, &self.class))
@@ -167,6 +167,16 @@ impl UserObject {
     pub fn user_type(&self) -> &Arc<UserType> {
         &self.ty
     }
+
+    /// The instance's attributes.
+    pub fn state(&self) -> &Value {
+        &self.state
+    }
+
+    /// Sets the attributes a batched call left (see `sandbox::call_many`).
+    pub fn set_state(&mut self, state: Value) {
+        self.state = state;
+    }
 }
 
 impl ReplicatedObject for UserObject {
@@ -206,6 +216,10 @@ impl ReplicatedObject for UserObject {
 
     fn show_call(&self, repr: bool) -> super::CallResult {
         self.show(repr).map(Value::from)
+    }
+
+    fn as_user_mut(&mut self) -> Option<&mut UserObject> {
+        Some(self)
     }
 
     fn save(&self) -> Result<Vec<u8>, ObjectError> {

@@ -42,12 +42,25 @@ struct Session {
     evicted_below: u64,
 }
 
+/// A call on a user-defined object whose running is put off to the end of its run of such
+/// calls (see [`StateMachine::apply_batch`]).
+#[derive(Debug)]
+struct Deferred {
+    call: CallId,
+    object: String,
+    method: String,
+    args: Vec<Value>,
+}
+
 /// Sessions, replies and objects.
 #[derive(Debug)]
 pub struct StateMachine {
     types: ObjectTypes,
     objects: Registry,
     sessions: BTreeMap<SessionId, Session>,
+    /// User-object calls of the batch being applied, not yet run (always empty between
+    /// batches).
+    deferred: Vec<Deferred>,
 }
 
 impl Default for StateMachine {
@@ -62,6 +75,7 @@ impl StateMachine {
             types,
             objects: Registry::default(),
             sessions: BTreeMap::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -99,10 +113,81 @@ impl StateMachine {
     /// Applies one decided command and returns the replies clients should now get: its
     /// own (unless it parked) and those of parked calls it released.
     pub fn apply(&mut self, cmd: &Command) -> Vec<Completion> {
+        self.apply_batch(std::slice::from_ref(cmd))
+    }
+
+    /// Applies the commands of one decided slot in order. Calls on user-defined objects
+    /// are run together, one interpreter round trip per run of them: such a call parks
+    /// nothing, touches no other object and no session, so putting it off until the next
+    /// command that could observe it (anything but another such call) changes no result;
+    /// only the order of the replies within the slot differs.
+    pub fn apply_batch(&mut self, cmds: &[Command]) -> Vec<Completion> {
         let mut done = Vec::new();
+        for cmd in cmds {
+            if !self.may_defer(cmd) {
+                self.run_deferred(&mut done);
+            }
+            self.apply_one(cmd, &mut done);
+        }
+        self.run_deferred(&mut done);
+        done
+    }
+
+    /// A plain call on a user-defined object (special methods run in order).
+    fn may_defer(&self, cmd: &Command) -> bool {
+        matches!(cmd, Command::Client(ClientCommand {
+            op: Operation::Call { object, method, .. },
+            ..
+        }) if !method.starts_with('_') && self.objects.is_user_object(object))
+    }
+
+    /// Runs the put-off calls and records their replies.
+    fn run_deferred(&mut self, done: &mut Vec<Completion>) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut names: Vec<&str> = Vec::new();
+        let mut calls = Vec::with_capacity(deferred.len());
+        for d in &deferred {
+            let index = match names.iter().position(|n| *n == d.object) {
+                Some(i) => i,
+                None => {
+                    names.push(&d.object);
+                    names.len() - 1
+                }
+            };
+            calls.push(crate::object::sandbox::BatchCall {
+                object: index,
+                method: d.method.clone(),
+                args: d.args.clone(),
+            });
+        }
+        let mut objects: Vec<_> = names
+            .iter()
+            .filter_map(|n| self.objects.user_parts(n))
+            .collect();
+        let results = if objects.len() == names.len() {
+            crate::object::sandbox::call_many(&mut objects, &calls)
+        } else {
+            // Cannot happen: nothing between deferring and running removes an object.
+            calls
+                .iter()
+                .map(|_| Err(ObjectError::runtime("the object is gone")))
+                .collect()
+        };
+        for (name, (_, state)) in names.iter().zip(objects) {
+            self.objects.set_user_state(name, state);
+        }
+        for (d, result) in deferred.iter().zip(results) {
+            self.record(d.call, Outcome::Done(result), done);
+        }
+    }
+
+    fn apply_one(&mut self, cmd: &Command, done: &mut Vec<Completion>) {
         match cmd {
-            Command::Client(c) => self.apply_client(c, &mut done),
-            Command::ExpireSession(session) => self.end_session(*session, &mut done),
+            Command::Client(c) => self.apply_client(c, done),
+            Command::ExpireSession(session) => self.end_session(*session, done),
             Command::EnsureType {
                 module,
                 class,
@@ -126,7 +211,6 @@ impl StateMachine {
                 }
             }
         }
-        done
     }
 
     fn apply_client(&mut self, c: &ClientCommand, done: &mut Vec<Completion>) {
@@ -196,6 +280,24 @@ impl StateMachine {
                     session: c.session,
                     seq: c.seq,
                     result: ReplyResult::Ok(Value::Nil),
+                });
+                return;
+            }
+            Operation::Call {
+                object,
+                method,
+                args,
+            } if !method.starts_with('_') && self.objects.is_user_object(object) => {
+                // Run with the rest of the slot's user-object calls (apply_batch); until
+                // then a retry in the same slot finds it in progress.
+                if let Some(session) = self.sessions.get_mut(&c.session) {
+                    session.replies.insert(c.seq, Cached::Parked);
+                }
+                self.deferred.push(Deferred {
+                    call,
+                    object: object.clone(),
+                    method: method.clone(),
+                    args: args.clone(),
                 });
                 return;
             }
@@ -372,6 +474,7 @@ impl StateMachine {
             types,
             objects,
             sessions: saved.sessions,
+            deferred: Vec::new(),
         })
     }
 }
@@ -668,5 +771,60 @@ mod tests {
         let mut back = StateMachine::restore(ObjectTypes::builtin(), &old).unwrap();
         back.apply(&cmd(7, 1, 0, incr()));
         assert_eq!(value(&mut back, 1), ReplyResult::Ok(Value::from(1)));
+    }
+
+    /// A slot's user-object calls run together (one interpreter round trip) give the very
+    /// replies and state that applying the commands one by one gives; only the order of the
+    /// replies within the slot may differ.
+    #[test]
+    fn batched_user_calls_answer_as_one_by_one() {
+        let setup = |sm: &mut StateMachine| {
+            result(sm, 1, define(TEN, false));
+            for (seq, name) in [(2, "a"), (3, "b")] {
+                let create = Operation::Create {
+                    name: name.into(),
+                    type_name: "tencounter.TenCounter".into(),
+                    args: vec![],
+                };
+                result(sm, seq, create);
+            }
+        };
+        let mut batch = vec![
+            cmd(7, 1, 0, on("a", "increment")),
+            cmd(7, 2, 0, on("b", "increment")),
+            cmd(7, 1, 0, on("a", "increment")), // a retry within the slot: not run twice
+            cmd(9, 10, 0, incr()),              // a built-in call in between
+            cmd(7, 3, 0, on("a", "increment")),
+            cmd(7, 4, 0, on("a", "nope")), // AttributeError, state kept
+            cmd(7, 5, 0, on("a", "getvalue")),
+            cmd(7, 6, 0, on("a", "__str__")), // a special method: runs in order
+            cmd(7, 7, 0, on("b", "getvalue")),
+        ];
+        batch.push(cmd(7, 8, 0, on("a", "getvalue")));
+        let mut together = machine();
+        setup(&mut together);
+        let mut got = together.apply_batch(&batch);
+        let mut alone = machine();
+        setup(&mut alone);
+        let mut want: Vec<Completion> = batch.iter().flat_map(|c| alone.apply(c)).collect();
+        let key = |c: &Completion| (c.session, c.seq);
+        // A retry within the slot is answered once, by the reply of the call it repeats.
+        got.sort_by_key(key);
+        want.sort_by_key(key);
+        want.dedup();
+        assert_eq!(got, want);
+        assert_eq!(together.save().unwrap(), alone.save().unwrap());
+        let of = |seq: u64| {
+            got.iter()
+                .find(|c| c.session == 7 && c.seq == seq)
+                .map(|c| c.result.clone())
+        };
+        assert_eq!(of(5), Some(ReplyResult::Ok(Value::from(20))));
+        assert_eq!(
+            of(6),
+            Some(ReplyResult::Ok(Value::from("The counter value is 20")))
+        );
+        assert_eq!(of(7), Some(ReplyResult::Ok(Value::from(10))));
+        assert!(matches!(of(4), Some(ReplyResult::Err { kind, .. }) if kind == "AttributeError"));
     }
 }

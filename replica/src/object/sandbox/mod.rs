@@ -30,8 +30,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
-/// Opcodes one call may execute before it fails (the same on every replica).
-pub const STEP_BUDGET: u64 = 1_000_000;
+/// Opcodes one call may execute before it fails (the same on every replica). Every
+/// replica's log stands still while a call runs, so the bound is tight: about 50 ms of a
+/// release build (a TenCounter increment takes about a dozen steps).
+pub const STEP_BUDGET: u64 = 200_000;
 /// Largest encoded state of one object.
 pub const STATE_LIMIT: usize = 1 << 20;
 /// Deepest Python call stack of one method call.
@@ -185,16 +187,32 @@ enum Request {
         state: Value,
         repr: bool,
     },
+    /// Several calls in order, each on one of `states` (run by `codes` of the same
+    /// index): one round trip for a run of calls the replica applies back to back.
+    CallMany {
+        codes: Vec<CodeRef>,
+        states: Vec<Value>,
+        calls: Vec<BatchCall>,
+    },
+}
+
+/// One call of a [`call_many`] batch: `method(*args)` on object `object` (an index).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchCall {
+    pub object: usize,
+    pub method: String,
+    pub args: Vec<Value>,
 }
 
 impl Request {
-    fn code_mut(&mut self) -> Option<&mut CodeRef> {
+    fn codes_mut(&mut self) -> Vec<&mut CodeRef> {
         match self {
-            Request::Classes { .. } => None,
+            Request::Classes { .. } => Vec::new(),
             Request::Define { code }
             | Request::Construct { code, .. }
             | Request::Call { code, .. }
-            | Request::Show { code, .. } => Some(code),
+            | Request::Show { code, .. } => vec![code],
+            Request::CallMany { codes, .. } => codes.iter_mut().collect(),
         }
     }
 }
@@ -207,6 +225,8 @@ enum Reply {
     /// A method's result and the object's new state.
     Called(Value, Value),
     Shown(Option<String>),
+    /// Each call's result, and the objects' states after the last call.
+    CalledMany(Vec<Result<Value, ObjectError>>, Vec<Value>),
 }
 
 fn unexpected(reply: Reply) -> ObjectError {
@@ -526,16 +546,30 @@ impl Sandbox {
                 method,
                 args,
             } => {
-                let cls = self.class(vm, &code)?;
-                let obj = instance(vm, &cls, &state)?;
-                let args = to_python_args(vm, &args)?;
-                let key = vm.ctx.new_str(method.as_str());
-                let bound = obj
-                    .get_attr(&*key, vm)
-                    .map_err(|_| ObjectError::no_method_dynamic(&code.class, &method))?;
-                let result = self.budgeted(vm, || bound.call(args, vm))?;
-                let value = to_value(vm, &result, false, 0)?;
-                Ok(Reply::Called(value, state_of(vm, &obj)?))
+                let (value, next) = self.call_one(vm, &code, &state, &method, &args)?;
+                Ok(Reply::Called(value, next))
+            }
+            Request::CallMany {
+                codes,
+                mut states,
+                calls,
+            } => {
+                let mut results = Vec::with_capacity(calls.len());
+                for c in calls {
+                    let (Some(code), Some(state)) = (codes.get(c.object), states.get(c.object))
+                    else {
+                        results.push(Err(ObjectError::runtime("a call names no object")));
+                        continue;
+                    };
+                    match self.call_one(vm, code, state, &c.method, &c.args) {
+                        Ok((value, next)) => {
+                            states[c.object] = next;
+                            results.push(Ok(value));
+                        }
+                        Err(e) => results.push(Err(e)),
+                    }
+                }
+                Ok(Reply::CalledMany(results, states))
             }
             Request::Show { code, state, repr } => {
                 let which = if repr { "__repr__" } else { "__str__" };
@@ -553,6 +587,27 @@ impl Sandbox {
                 Ok(Reply::Shown(Some(shown.to_string())))
             }
         }
+    }
+
+    /// One method call on an object whose state is `state`: the result and the new state.
+    fn call_one(
+        &self,
+        vm: &VirtualMachine,
+        code: &CodeRef,
+        state: &Value,
+        method: &str,
+        args: &[Value],
+    ) -> Result<(Value, Value), ObjectError> {
+        let cls = self.class(vm, code)?;
+        let obj = instance(vm, &cls, state)?;
+        let args = to_python_args(vm, args)?;
+        let key = vm.ctx.new_str(method);
+        let bound = obj
+            .get_attr(&*key, vm)
+            .map_err(|_| ObjectError::no_method_dynamic(&code.class, method))?;
+        let result = self.budgeted(vm, || bound.call(args, vm))?;
+        let value = to_value(vm, &result, false, 0)?;
+        Ok((value, state_of(vm, &obj)?))
     }
 
     fn define(&self, vm: &VirtualMachine, code: &CodeRef) -> Result<TypeInfo, ObjectError> {
@@ -643,6 +698,40 @@ pub fn call(
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// Runs `calls` in order on `objects` (code and state each), as [`call`] would one by one:
+/// each call's result, and each object's state replaced by its state after its last
+/// successful call. One round trip to the interpreter for the whole run; should the
+/// interpreter fail as a whole (a worker that ran out of memory), the calls are run one by
+/// one instead, so the outcome is always that of calling them in turn.
+pub fn call_many(
+    objects: &mut [(Code, Value)],
+    calls: &[BatchCall],
+) -> Vec<Result<Value, ObjectError>> {
+    if calls.len() > 1 {
+        let req = Request::CallMany {
+            codes: objects.iter().map(|(code, _)| code_ref(code)).collect(),
+            states: objects.iter().map(|(_, state)| state.clone()).collect(),
+            calls: calls.to_vec(),
+        };
+        if let Ok(Reply::CalledMany(results, states)) = execute(req)
+            && results.len() == calls.len()
+            && states.len() == objects.len()
+        {
+            for ((_, state), next) in objects.iter_mut().zip(states) {
+                *state = next;
+            }
+            return results;
+        }
+    }
+    calls
+        .iter()
+        .map(|c| match objects.get_mut(c.object) {
+            Some((code, state)) => call(code, state, &c.method, &c.args),
+            None => Err(ObjectError::runtime("a call names no object")),
+        })
+        .collect()
 }
 
 /// `str()` (or, with `repr`, `repr()`) of the object, when its class defines one;

@@ -117,12 +117,12 @@ impl Worker {
                 "the object interpreter is not running",
             ));
         };
-        let mut sent_code = None;
-        if let Some(code) = req.code_mut() {
+        let mut sent_code = Vec::new();
+        for code in req.codes_mut() {
             if running.known.contains(&code.sha256) {
                 code.source = None;
             } else {
-                sent_code = Some(code.sha256.clone());
+                sent_code.push(code.sha256.clone());
             }
         }
         let bytes = rmp_serde::to_vec(&req)
@@ -131,9 +131,7 @@ impl Worker {
             .and_then(|()| read_frame(&mut running.replies));
         match outcome {
             Ok(frame) => {
-                if let Some(sha) = sent_code {
-                    running.known.insert(sha);
-                }
+                running.known.extend(sent_code);
                 rmp_serde::from_slice::<Result<Reply, ObjectError>>(&frame).map_err(|e| {
                     ObjectError::runtime(format!("bad reply from the object interpreter: {e}"))
                 })?
