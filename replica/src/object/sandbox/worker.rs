@@ -14,7 +14,7 @@ use super::{Reply, Request, Sandbox, WORKER_STACK};
 use crate::object::ObjectError;
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -195,9 +195,17 @@ pub fn serve() -> ExitCode {
         .name("concoord-python".into())
         .stack_size(WORKER_STACK)
         .spawn(|| {
+            // The socket itself rather than std's stdout, which is line-buffered and would
+            // split a frame at every newline byte into a write of its own.
+            let (Ok(input), Ok(output)) = (
+                std::io::stdin().as_fd().try_clone_to_owned(),
+                std::io::stdout().as_fd().try_clone_to_owned(),
+            ) else {
+                return eprintln!("sandbox-worker: cannot take its stdin and stdout");
+            };
             let sandbox = Sandbox::new();
-            let mut stdin = BufReader::new(std::io::stdin().lock());
-            let mut stdout = BufWriter::new(std::io::stdout().lock());
+            let mut stdin = BufReader::new(std::fs::File::from(input));
+            let mut stdout = BufWriter::new(std::fs::File::from(output));
             loop {
                 let Ok(frame) = read_frame(&mut stdin) else {
                     return;
