@@ -244,6 +244,19 @@ async fn type_load_refuses_bad_code_and_replace_keeps_state() {
         "{:?}",
         text(&out)
     );
+    // Without --class the group takes the file's only class, and refuses to guess among several.
+    std::fs::write(
+        &file,
+        "class A:\n    def f(self):\n        pass\nclass B:\n    def g(self):\n        pass\n",
+    )
+    .unwrap();
+    let out = load(&[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("several classes (A, B)"),
+        "{:?}",
+        text(&out)
+    );
     for (broken, expect) in [
         ("class TenCounter(:\n", "SyntaxError"),
         (

@@ -73,14 +73,6 @@ impl ObjectError {
     pub fn index(message: impl Into<String>) -> ObjectError {
         ObjectError::new("IndexError", message)
     }
-    /// An unknown method of a user-defined class (named at run time).
-    pub fn no_method_dynamic(type_name: &str, method: &str) -> ObjectError {
-        ObjectError::new(
-            "AttributeError",
-            format!("'{type_name}' object has no attribute '{method}'"),
-        )
-    }
-
     /// An unknown method, as Python reports it.
     pub fn no_method(type_name: &str, method: &str) -> ObjectError {
         ObjectError::new(

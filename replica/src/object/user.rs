@@ -39,12 +39,9 @@ pub struct UserType {
     /// The Python module the class came from, e.g. "tencounter".
     pub module: String,
     pub class: String,
-    pub source: String,
+    pub source: Arc<str>,
     pub sha256: String,
     pub methods: Vec<Method>,
-    /// The interpreter's handle on the code (not saved: rebuilt from the source).
-    #[serde(skip)]
-    code: Option<Code>,
 }
 
 fn valid_identifier(s: &str) -> bool {
@@ -79,25 +76,20 @@ impl UserType {
         let info = sandbox::define(&code)?;
         Ok(UserType {
             module: module.to_string(),
-            class: class.to_string(),
-            source: source.to_string(),
-            sha256: code.sha256.clone(),
+            class: code.class,
+            source: code.source,
+            sha256: code.sha256,
             methods: info.methods,
-            code: Some(code),
         })
     }
 
-    /// The code for the interpreter (rebuilt after a restore).
+    /// The code for the interpreter.
     pub fn code(&self) -> Code {
-        self.code
-            .clone()
-            .unwrap_or_else(|| Code::new(&self.source, &self.class))
-    }
-
-    /// A restored type, with its interpreter handle rebuilt.
-    pub fn restored(mut self) -> UserType {
-        self.code = Some(Code::new(&self.source, &self.class));
-        self
+        Code {
+            sha256: self.sha256.clone(),
+            source: self.source.clone(),
+            class: self.class.clone(),
+        }
     }
 
     /// `module.Class`, e.g. "tencounter.TenCounter".
@@ -194,7 +186,7 @@ impl ReplicatedObject for UserObject {
         if method.starts_with('_') {
             // Private and special methods stay inside the object (`__str__` and
             // `__repr__` are answered by the registry).
-            return Outcome::Done(Err(ObjectError::no_method_dynamic(&self.ty.class, method)));
+            return Outcome::Done(Err(ObjectError::no_method(&self.ty.class, method)));
         }
         Outcome::Done(sandbox::call(
             &self.ty.code(),

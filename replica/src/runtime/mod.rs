@@ -298,7 +298,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             let define = user_type.iter().map(|t| Command::EnsureType {
                 module: t.module.clone(),
                 class: t.class.clone(),
-                source: t.source.clone(),
+                source: t.source.to_string(),
             });
             let first = define
                 .chain(

@@ -11,6 +11,7 @@ use crate::object::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Replies kept per session at most, whatever the client acknowledges, so a client that
 /// never acknowledges cannot grow a replica's memory without bound.
@@ -133,12 +134,17 @@ impl StateMachine {
         done
     }
 
-    /// A plain call on a user-defined object (special methods run in order).
+    /// Whether `cmd` is a call that [`StateMachine::apply_batch`] may put off.
     fn may_defer(&self, cmd: &Command) -> bool {
         matches!(cmd, Command::Client(ClientCommand {
             op: Operation::Call { object, method, .. },
             ..
-        }) if !method.starts_with('_') && self.objects.is_user_object(object))
+        }) if self.defers(object, method))
+    }
+
+    /// A plain call on a user-defined object (special methods run in order).
+    fn defers(&self, object: &str, method: &str) -> bool {
+        !method.starts_with('_') && self.objects.is_user_object(object)
     }
 
     /// Runs the put-off calls and records their replies.
@@ -287,7 +293,7 @@ impl StateMachine {
                 object,
                 method,
                 args,
-            } if !method.starts_with('_') && self.objects.is_user_object(object) => {
+            } if self.defers(object, method) => {
                 // Run with the rest of the slot's user-object calls (apply_batch); until
                 // then a retry in the same slot finds it in progress.
                 if let Some(session) = self.sessions.get_mut(&c.session) {
@@ -345,16 +351,20 @@ impl StateMachine {
         };
         let ty = UserType::compile(module, class, source)?;
         let dotted = ty.dotted_name();
-        let existed = self.types.user_types().any(|t| t.dotted_name() == dotted);
+        let before = self
+            .types
+            .user_types()
+            .find(|t| t.dotted_name() == dotted)
+            .cloned();
         let mut next = self.types.clone();
         let ty = next.define(ty, replace)?;
-        let retyped = if existed {
-            self.objects.retype(&ty)?
-        } else {
-            0
-        };
+        // Live objects need the new code only when the code changed (the same code again
+        // is a no-op that returns the type already defined).
+        if before.is_some_and(|old| !Arc::ptr_eq(&old, &ty)) {
+            self.objects.retype(&ty)?;
+        }
         self.types = next;
-        Ok(type_summary(&ty, retyped, false))
+        Ok(type_summary(&ty, self.objects.count_of(&dotted), false))
     }
 
     fn list_types(&self) -> Value {
@@ -449,10 +459,10 @@ impl StateMachine {
 
     /// Serialized sessions, objects and user types, for snapshots and state transfer.
     pub fn save(&self) -> Result<Vec<u8>, ObjectError> {
-        let saved = SavedState {
-            sessions: self.sessions.clone(),
+        let saved = SavingState {
+            sessions: &self.sessions,
             objects: self.objects.save()?,
-            user_types: self.types.user_types().map(|t| (**t).clone()).collect(),
+            user_types: self.types.user_types().map(|t| &**t).collect(),
         };
         rmp_serde::to_vec(&saved)
             .map_err(|e| ObjectError::runtime(format!("cannot encode state: {e}")))
@@ -467,7 +477,7 @@ impl StateMachine {
         for ty in saved.user_types {
             // The code was accepted when it was defined; its compiled form is rebuilt
             // lazily by the interpreter on the first call.
-            types.define(ty.restored(), false)?;
+            types.define(ty, false)?;
         }
         let objects = Registry::restore(&saved.objects, &types)?;
         Ok(StateMachine {
@@ -481,12 +491,21 @@ impl StateMachine {
 
 /// What a snapshot holds. Saved as a msgpack array, as the (sessions, objects) pair it
 /// extends: a snapshot from before user types restores with none.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SavedState {
     sessions: BTreeMap<SessionId, Session>,
     objects: Vec<u8>,
     #[serde(default)]
     user_types: Vec<UserType>,
+}
+
+/// [`SavedState`] as `save` writes it, borrowing the sessions and types rather than copying
+/// them (same fields, same order, same encoding).
+#[derive(Serialize)]
+struct SavingState<'a> {
+    sessions: &'a BTreeMap<SessionId, Session>,
+    objects: Vec<u8>,
+    user_types: Vec<&'a UserType>,
 }
 
 /// A user type as `type list` and `type show` report it.
@@ -507,7 +526,7 @@ fn type_summary(t: &UserType, objects: usize, with_source: bool) -> Value {
         (Value::from("objects"), Value::from(objects as u64)),
     ];
     if with_source {
-        fields.push((Value::from("source"), Value::from(t.source.as_str())));
+        fields.push((Value::from("source"), Value::from(&*t.source)));
     }
     Value::Map(fields)
 }

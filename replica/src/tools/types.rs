@@ -3,23 +3,7 @@
 
 use crate::cli::{CliError, TypeAction, TypeArgs};
 use crate::client::{Client, ClientOptions, TypeSummary};
-use crate::object::{sandbox, source};
-
-/// The class to load from `source`: the one named, or the only one the file defines.
-pub fn pick_class(source: &str, class: Option<&str>) -> Result<String, CliError> {
-    if let Some(c) = class {
-        return Ok(c.to_string());
-    }
-    let classes = sandbox::classes(source).map_err(|e| CliError::Failed(e.to_string()))?;
-    match classes.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(CliError::Failed("the file defines no class".into())),
-        many => Err(CliError::Usage(format!(
-            "the file defines several classes ({}); pick one with --class",
-            many.join(", ")
-        ))),
-    }
-}
+use crate::object::source;
 
 fn print_summary(t: &TypeSummary, json: bool) -> Result<(), CliError> {
     if json {
@@ -58,9 +42,11 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
                     CliError::Usage(format!("{}: no module name; give --module", file.display()))
                 })?,
             };
-            let class = pick_class(&text, class.as_deref())?;
+            // No --class: the group takes the file's only class (and says so when it has
+            // none or several).
+            let class = class.as_deref().unwrap_or_default();
             let client = Client::connect(addrs, ClientOptions::default()).await?;
-            let outcome = client.define_type(&module, &class, &text, *replace).await;
+            let outcome = client.define_type(&module, class, &text, *replace).await;
             let _ = client.close().await;
             print_summary(&outcome?, *json)
         }

@@ -604,7 +604,7 @@ impl Sandbox {
         let key = vm.ctx.new_str(method);
         let bound = obj
             .get_attr(&*key, vm)
-            .map_err(|_| ObjectError::no_method_dynamic(&code.class, method))?;
+            .map_err(|_| ObjectError::no_method(&code.class, method))?;
         let result = self.budgeted(vm, || bound.call(args, vm))?;
         let value = to_value(vm, &result, false, 0)?;
         Ok((value, state_of(vm, &obj)?))
