@@ -102,6 +102,7 @@ impl Node {
         node.paxos.found(now, first, &mut out);
         let mut actions = Vec::new();
         node.perform(now, out, &mut actions);
+        node.run_put_off_into(&mut actions);
         (node, actions)
     }
 
@@ -144,6 +145,7 @@ impl Node {
         node.member = true;
         let mut actions = Vec::new();
         node.perform(now, out, &mut actions);
+        node.run_put_off_into(&mut actions);
         // Recovery replays history: whatever it would tell clients or peers is stale.
         let view = node.paxos.view();
         node.member = view.knows(id);
@@ -497,6 +499,7 @@ impl Node {
                 paxos::Output::Execute { value, .. } => self.execute(value, actions),
                 paxos::Output::Persist(record) => actions.push(Action::Persist(record)),
                 paxos::Output::Restore(snapshot) => {
+                    self.run_put_off_into(actions);
                     match StateMachine::restore(self.state.types().clone(), &snapshot.state) {
                         Ok(state) => {
                             self.state = state;
@@ -535,6 +538,7 @@ impl Node {
         if upto < self.snapshot_slot + self.cfg.snapshot_every.max(1) {
             return;
         }
+        self.run_put_off_into(actions);
         let state = match self.state.save() {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -567,7 +571,7 @@ impl Node {
                         self.heard.remove(s);
                     }
                 }
-                let done = self.state.apply_batch(&cmds);
+                let done = self.state.apply_slot(&cmds);
                 self.deliver(done, actions);
             }
             SlotValue::Reconfig(change) => {
@@ -601,6 +605,24 @@ impl Node {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs the user-object calls that decided slots put off (see
+    /// [`StateMachine::apply_slot`]) and returns their replies. The driver calls this once
+    /// it has performed the actions of a burst of inputs: the calls decided in the burst
+    /// then share one interpreter round trip, and the burst's messages (a follower's
+    /// acknowledgements, say) have left before the interpreter runs.
+    pub fn run_put_off_calls(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.run_put_off_into(&mut actions);
+        actions
+    }
+
+    fn run_put_off_into(&mut self, actions: &mut Vec<Action>) {
+        if self.state.has_put_off() {
+            let done = self.state.run_put_off();
+            self.deliver(done, actions);
         }
     }
 

@@ -446,6 +446,7 @@ impl Driver {
                         }
                     }
                     self.flush();
+                    self.run_put_off_calls();
                 }
                 _ = tick.tick() => {
                     if self.halted.is_none() {
@@ -453,9 +454,24 @@ impl Driver {
                         let actions = self.node.on_tick(now);
                         self.perform(actions);
                         self.flush();
+                        self.run_put_off_calls();
                     }
                 }
             }
+        }
+    }
+
+    /// Runs the user-object calls the burst's decided slots put off, once its messages and
+    /// records are out (a follower acknowledges before its interpreter runs), and sends
+    /// their replies.
+    fn run_put_off_calls(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
+        let actions = self.node.run_put_off_calls();
+        if !actions.is_empty() {
+            self.perform(actions);
+            self.flush();
         }
     }
 

@@ -640,6 +640,12 @@ impl World {
         };
         let actions = f(node, now);
         self.perform(h, actions);
+        // Every input is a burst of its own: the user-object calls it decided run now,
+        // after its messages left (as the runtime does at the end of a burst).
+        if let Proc::Up(node) = &mut self.hosts[h].proc {
+            let actions = node.run_put_off_calls();
+            self.perform(h, actions);
+        }
         self.after_call(h);
         true
     }

@@ -44,7 +44,7 @@ struct Session {
 }
 
 /// A call on a user-defined object whose running is put off to the end of its run of such
-/// calls (see [`StateMachine::apply_batch`]).
+/// calls (see [`StateMachine::apply_slot`]).
 #[derive(Debug)]
 struct Deferred {
     call: CallId,
@@ -59,8 +59,7 @@ pub struct StateMachine {
     types: ObjectTypes,
     objects: Registry,
     sessions: BTreeMap<SessionId, Session>,
-    /// User-object calls of the batch being applied, not yet run (always empty between
-    /// batches).
+    /// User-object calls decided but not run yet (see [`StateMachine::apply_slot`]).
     deferred: Vec<Deferred>,
 }
 
@@ -117,12 +116,22 @@ impl StateMachine {
         self.apply_batch(std::slice::from_ref(cmd))
     }
 
-    /// Applies the commands of one decided slot in order. Calls on user-defined objects
-    /// are run together, one interpreter round trip per run of them: such a call parks
-    /// nothing, touches no other object and no session, so putting it off until the next
-    /// command that could observe it (anything but another such call) changes no result;
-    /// only the order of the replies within the slot differs.
+    /// Applies the commands of one decided slot in order, user-object calls included (see
+    /// [`StateMachine::apply_slot`]): nothing is left put off.
     pub fn apply_batch(&mut self, cmds: &[Command]) -> Vec<Completion> {
+        let mut done = self.apply_slot(cmds);
+        self.run_deferred(&mut done);
+        done
+    }
+
+    /// Applies the commands of one decided slot in order, except that calls on user-defined
+    /// objects are put off and run together, one interpreter round trip per run of them
+    /// (possibly spanning slots): such a call parks nothing, touches no other object and no
+    /// session, so putting it off until the next command that could observe it (anything
+    /// but another such call) changes no result; only when its reply is sent differs. Until
+    /// then a retry finds it in progress. The driver runs what is left with
+    /// [`StateMachine::run_put_off`] before it reads the state as a whole.
+    pub fn apply_slot(&mut self, cmds: &[Command]) -> Vec<Completion> {
         let mut done = Vec::new();
         for cmd in cmds {
             if !self.may_defer(cmd) {
@@ -130,11 +139,22 @@ impl StateMachine {
             }
             self.apply_one(cmd, &mut done);
         }
+        done
+    }
+
+    /// Whether user-object calls wait to be run.
+    pub fn has_put_off(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Runs the user-object calls [`StateMachine::apply_slot`] put off; their replies.
+    pub fn run_put_off(&mut self) -> Vec<Completion> {
+        let mut done = Vec::new();
         self.run_deferred(&mut done);
         done
     }
 
-    /// Whether `cmd` is a call that [`StateMachine::apply_batch`] may put off.
+    /// Whether `cmd` is a call that [`StateMachine::apply_slot`] may put off.
     fn may_defer(&self, cmd: &Command) -> bool {
         matches!(cmd, Command::Client(ClientCommand {
             op: Operation::Call { object, method, .. },
@@ -294,8 +314,8 @@ impl StateMachine {
                 method,
                 args,
             } if self.defers(object, method) => {
-                // Run with the rest of the slot's user-object calls (apply_batch); until
-                // then a retry in the same slot finds it in progress.
+                // Run with the rest of its run of user-object calls (apply_slot); until
+                // then a retry finds it in progress.
                 if let Some(session) = self.sessions.get_mut(&c.session) {
                     session.replies.insert(c.seq, Cached::Parked);
                 }
@@ -459,6 +479,12 @@ impl StateMachine {
 
     /// Serialized sessions, objects and user types, for snapshots and state transfer.
     pub fn save(&self) -> Result<Vec<u8>, ObjectError> {
+        if self.has_put_off() {
+            // A snapshot must hold every decided call's effect, not a parked placeholder.
+            return Err(ObjectError::runtime(
+                "decided user-object calls have not run yet",
+            ));
+        }
         let saved = SavingState {
             sessions: &self.sessions,
             objects: self.objects.save()?,
@@ -845,5 +871,60 @@ mod tests {
         );
         assert_eq!(of(7), Some(ReplyResult::Ok(Value::from(10))));
         assert!(matches!(of(4), Some(ReplyResult::Err { kind, .. }) if kind == "AttributeError"));
+    }
+
+    /// Put-off calls wait across slots until the driver runs them (or a command that could
+    /// observe them arrives); a retry decided meanwhile is not run twice, and no snapshot
+    /// is taken while calls wait.
+    #[test]
+    fn put_off_calls_wait_across_slots_and_run_once() {
+        let mut sm = machine();
+        result(&mut sm, 1, define(TEN, false));
+        let create = Operation::Create {
+            name: "a".into(),
+            type_name: "tencounter.TenCounter".into(),
+            args: vec![],
+        };
+        result(&mut sm, 2, create);
+        assert!(
+            sm.apply_slot(&[cmd(7, 1, 0, on("a", "increment"))])
+                .is_empty()
+        );
+        // The same call again in a later slot (a client's retry) and another call.
+        let slot = [
+            cmd(7, 1, 0, on("a", "increment")),
+            cmd(7, 2, 0, on("a", "increment")),
+        ];
+        assert!(sm.apply_slot(&slot).is_empty());
+        assert!(sm.has_put_off());
+        assert_eq!(
+            sm.cached(7, 1),
+            Some(None),
+            "a waiting call shows as in progress"
+        );
+        assert!(
+            sm.save().is_err(),
+            "a snapshot would lose the waiting calls"
+        );
+        let mut done = sm.run_put_off();
+        done.sort_by_key(|c| c.seq);
+        assert_eq!(done.len(), 2);
+        assert!(!sm.has_put_off());
+        assert!(sm.save().is_ok());
+        // A command that could observe the object runs the waiting calls first.
+        assert!(
+            sm.apply_slot(&[cmd(7, 3, 0, on("a", "increment"))])
+                .is_empty()
+        );
+        let done = sm.apply_slot(&[cmd(7, 4, 0, on("a", "__str__"))]);
+        assert_eq!(
+            done.iter()
+                .map(|c| (c.seq, c.result.clone()))
+                .collect::<Vec<_>>(),
+            [
+                (3, ReplyResult::Ok(Value::Nil)),
+                (4, ReplyResult::Ok(Value::from("The counter value is 30")))
+            ]
+        );
     }
 }

@@ -22,6 +22,8 @@ use crate::command::Value;
 use rustpython_vm::builtins::{
     PyBaseExceptionRef, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyStr, PyTuple,
 };
+use rustpython_vm::bytecode::{CodeUnits, Instruction};
+use rustpython_vm::frame::Frame;
 use rustpython_vm::function::FuncArgs;
 use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyResult, Settings, VirtualMachine};
 use serde::{Deserialize, Serialize};
@@ -448,9 +450,14 @@ impl Sandbox {
     }
 }
 
-/// The step budget's native trace function: counts every event (each opcode of every frame,
-/// once a frame's "call" event turned per-opcode events on) and raises once `steps` passes
-/// the budget. It stays alive with the interpreter (it refers to itself).
+/// The step budget's native trace function, called for every frame that starts. A frame
+/// whose code has no backward jump runs each of its instructions at most once, so it is
+/// charged its length up front and left untraced; a frame with a loop gets per-opcode
+/// events, each charged one step. Either way the count depends on the code alone (the same
+/// on every replica), every loop iteration and every call is paid for, and the common
+/// straight-line method costs one event instead of one per opcode. The function raises
+/// once `steps` passes the budget. It stays alive with the interpreter (it refers to
+/// itself).
 fn budget_tracer(vm: &VirtualMachine, steps: Rc<Cell<u64>>) -> PyObjectRef {
     let me: Rc<RefCell<Option<PyObjectRef>>> = Rc::default();
     let local = me.clone();
@@ -458,15 +465,28 @@ fn budget_tracer(vm: &VirtualMachine, steps: Rc<Cell<u64>>) -> PyObjectRef {
         .new_function(
             "__concoord_budget__",
             move |args: FuncArgs, vm: &VirtualMachine| -> PyResult {
-                steps.set(steps.get() + 1);
+                let frame = args.args.first();
+                let starts = args
+                    .args
+                    .get(1)
+                    .and_then(|e| e.downcast_ref::<PyStr>())
+                    .and_then(|e| e.to_str())
+                    == Some("call");
+                // A frame that is not a Python frame (none is expected) is traced.
+                let straight = match frame.and_then(|f| f.downcast_ref::<Frame>()) {
+                    Some(f) if starts => straight_line_length(&f.code.code.instructions),
+                    _ => None,
+                };
+                steps.set(steps.get() + straight.unwrap_or(1));
                 if steps.get() > STEP_BUDGET {
                     return Err(vm.new_runtime_error(format!(
                         "step budget exceeded: more than {STEP_BUDGET} steps in one call"
                     )));
                 }
-                if let (Some(frame), Some(event)) = (args.args.first(), args.args.get(1))
-                    && event.downcast_ref::<PyStr>().and_then(|e| e.to_str()) == Some("call")
-                {
+                if straight.is_some() {
+                    return Ok(vm.ctx.none());
+                }
+                if starts && let Some(frame) = frame {
                     frame.set_attr("f_trace_opcodes", vm.ctx.new_bool(true), vm)?;
                 }
                 Ok(local.borrow().clone().unwrap_or_else(|| vm.ctx.none()))
@@ -475,6 +495,18 @@ fn budget_tracer(vm: &VirtualMachine, steps: Rc<Cell<u64>>) -> PyObjectRef {
         .into();
     *me.borrow_mut() = Some(tracer.clone());
     tracer
+}
+
+/// The number of instructions of code that cannot loop (no backward jump), or `None` when
+/// it can.
+fn straight_line_length(code: &CodeUnits) -> Option<u64> {
+    let loops = (0..code.len()).any(|i| {
+        matches!(
+            code.read_op(i).deoptimize(),
+            Instruction::JumpBackward { .. } | Instruction::JumpBackwardNoInterrupt { .. }
+        )
+    });
+    (!loops).then_some(code.len() as u64)
 }
 
 /// Replaces `__import__` (nothing may be imported) and removes the builtins that reach
@@ -1067,6 +1099,14 @@ class Escape:
             pass
     def recurse(self, n=0):
         return self.recurse(n + 1)
+    def fan_out(self, n=40):
+        return 1 if n == 0 else self.fan_out(n - 1) + self.fan_out(n - 1)
+    def spin_one_line(self):
+        while True: pass
+    def spin_in_generator(self):
+        return sum(1 for _ in iter(int, 1))
+    def spin_in_comprehension(self):
+        return len([x for x in iter(int, 1)])
     def keep_function(self):
         self.f = lambda: 1
     def evaluate(self):
@@ -1126,6 +1166,35 @@ class Escape:
             e.kind == "RecursionError" || e.message.starts_with("step budget exceeded"),
             "{e}"
         );
+        // Straight-line frames are charged their length up front rather than traced: an
+        // exponential fan-out of calls without a single loop still runs out.
+        for method in [
+            "fan_out",
+            "spin_one_line",
+            "spin_in_generator",
+            "spin_in_comprehension",
+        ] {
+            let e = escape(method);
+            assert_eq!(e.kind, "RuntimeError", "{method}: {e}");
+            assert!(
+                e.message.starts_with("step budget exceeded"),
+                "{method}: {e}"
+            );
+        }
+    }
+
+    /// Steps are counted from the code alone: a straight-line method costs its length, a
+    /// loop one step per opcode it runs, and the same call is refused at the same point.
+    #[test]
+    fn the_budget_counts_loops_and_straight_code_alike_everywhere() {
+        let src = "class L:\n    def __init__(self):\n        self.n = 0\n    def loop(self, k):\n        for _ in range(k):\n            self.n += 1\n        return self.n\n";
+        let l = code(src, "L");
+        let mut state = construct(&l, &[]).unwrap();
+        // Far inside the budget, and then far beyond it.
+        assert_eq!(call(&l, &mut state, "loop", &[v(1000)]).unwrap(), v(1000));
+        let e = call(&l, &mut state, "loop", &[v(1_000_000)]).unwrap_err();
+        assert!(e.message.starts_with("step budget exceeded"), "{e}");
+        assert_eq!(state, Value::Map(vec![(v("n"), v(1000))]));
     }
 
     #[test]
