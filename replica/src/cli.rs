@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a replica (founds a group, or joins one with -b).
-    Replica(ReplicaArgs),
+    Replica(Box<ReplicaArgs>),
     /// Call a method of an object and print the result as JSON; or create, delete, list objects.
     #[command(after_help = CALL_EXAMPLES)]
     Call(CallArgs),
@@ -69,6 +69,53 @@ pub enum Command {
     Remote(RemoteArgs),
     /// Launch and manage replicas on EC2 instances tagged with a cluster name.
     Ec2(crate::ec2::cli::Ec2Args),
+    /// Make a CA and certificates for TLS (--tls-cert/--tls-key/--tls-ca, --ca/--cert/--key).
+    #[command(after_help = CERTS_EXAMPLES)]
+    Certs(CertsArgs),
+}
+
+const CERTS_EXAMPLES: &str = "\
+Examples:
+  concoord certs init ./pki                                   # ./pki/ca.crt, ./pki/ca.key
+  concoord certs issue ./pki replica-1 --host 10.0.0.1 --host r1.example.com
+  concoord certs issue ./pki alice                            # a client certificate (CN alice)
+  concoord replica -a 10.0.0.1 --tls-cert pki/replica-1.crt --tls-key pki/replica-1.key --tls-ca pki/ca.crt";
+
+#[derive(Args, Debug)]
+pub struct CertsArgs {
+    #[command(subcommand)]
+    pub action: CertsAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsAction {
+    /// Create a CA: DIR/ca.crt (give it to every replica and client) and DIR/ca.key (keep it
+    /// private: it signs certificates)
+    Init {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// The CA's common name
+        #[arg(long, default_value = "ConCoord CA")]
+        name: String,
+        /// Days the CA is valid
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA: a replica's certificate
+    /// (give its addresses with --host) or a client's (its common name is the user)
+    Issue {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// Common name: the replica's or the user's name
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// An IP or DNS name the certificate is valid for (repeat for several)
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Days the certificate is valid
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 const TYPE_EXAMPLES: &str = "\
@@ -439,6 +486,16 @@ pub struct ReplicaArgs {
     /// Snapshot the objects and compact the log every N slots (default 10000)
     #[arg(long = "snapshot-every", value_name = "SLOTS")]
     pub snapshot_every: Option<u64>,
+    /// This replica's certificate (PEM, chain first): serve TLS 1.3 to clients and peers, and
+    /// show it to peers (mutual TLS); needs --tls-key and --tls-ca
+    #[arg(long = "tls-cert", value_name = "FILE", env = "CONCOORD_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long = "tls-key", value_name = "FILE", env = "CONCOORD_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The group's CA certificate (PEM): peers and client certificates must be signed by it
+    #[arg(long = "tls-ca", value_name = "FILE", env = "CONCOORD_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl ReplicaArgs {
@@ -478,6 +535,12 @@ impl ReplicaArgs {
                 })
             }),
             allow_fault_injection: self.allow_fault_injection,
+            tls: crate::net::secure::TlsFiles::from_flags(
+                self.tls_cert.clone(),
+                self.tls_key.clone(),
+                self.tls_ca.clone(),
+            )
+            .map_err(|e| CliError::Usage(e.to_string()))?,
             dns: self.dns()?,
         })
     }
@@ -591,6 +654,42 @@ impl ReplicaArgs {
     }
 }
 
+/// How a client reaches a replica that serves TLS.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientTlsArgs {
+    /// The group's CA certificate (PEM): connect over TLS and check the replicas against it
+    #[arg(long = "ca", value_name = "FILE", env = "CONCOORD_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to show the replicas; needs --key and --ca
+    #[arg(
+        long = "cert",
+        value_name = "FILE",
+        env = "CONCOORD_CERT",
+        requires = "ca"
+    )]
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key of --cert (PEM)
+    #[arg(
+        long = "key",
+        value_name = "FILE",
+        env = "CONCOORD_KEY",
+        requires = "ca"
+    )]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// The client's TLS, or `None` for plaintext; unreadable files are a usage error.
+    pub fn load(&self) -> Result<Option<crate::net::secure::ClientTls>, CliError> {
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        crate::net::secure::ClientTls::load(ca, self.cert.as_deref(), self.key.as_deref())
+            .map(Some)
+            .map_err(|e| CliError::Usage(e.to_string()))
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct CallArgs {
     /// Replica addresses: "host:port, host:port" (one is enough), or the group's DNS domain
@@ -617,6 +716,8 @@ pub struct CallArgs {
     /// Keep the session, and whatever the call acquired, until interrupted (Ctrl-C)
     #[arg(long)]
     pub hold: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// OBJECT METHOD [ARG...]; with --create, the constructor's ARGs
     #[arg(value_name = "ARGS", allow_negative_numbers = true)]
     pub rest: Vec<String>,
@@ -681,6 +782,8 @@ pub struct ProbeArgs {
     /// How long to wait for each answer
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -702,6 +805,8 @@ pub struct StatusArgs {
     /// How long to wait for each replica
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -723,6 +828,8 @@ pub struct BenchArgs {
     /// Directory searched before PYTHONPATH for the module of --object module.Class
     #[arg(long = "object-path", value_name = "DIR")]
     pub object_path: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -935,6 +1042,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::ec2::cli::run(args).await
         }
         Command::Remote(args) => run_remote(args).await,
+        Command::Certs(args) => tools::certs::run(&args),
     }
 }
 
@@ -948,7 +1056,7 @@ mod tests {
 
     fn replica(args: &[&str]) -> ReplicaArgs {
         match parse(&[&["replica"], args].concat()).unwrap().command {
-            Command::Replica(r) => r,
+            Command::Replica(r) => *r,
             other => panic!("{other:?}"),
         }
     }

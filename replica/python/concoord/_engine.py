@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import socket
+import ssl
 import time
 
 from . import _wire
@@ -49,6 +50,7 @@ class Options:
         failover_timeout=30.0,
         backoff_min=0.1,
         backoff_max=2.0,
+        tls=None,
     ):
         #: Deadline of a non-blocking call; None waits forever.
         self.timeout = timeout
@@ -65,6 +67,8 @@ class Options:
         self.failover_timeout = failover_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        #: An ssl.SSLContext for replicas that serve TLS; None speaks plaintext.
+        self.tls = tls
 
 
 class _Call:
@@ -393,9 +397,13 @@ class Engine:
         host, _, port = addr.rpartition(":")
         host = host.strip("[]")
         timeout = self.options.connect_timeout
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, int(port)), timeout
+        tls = self.options.tls
+        opening = (
+            asyncio.open_connection(host, int(port), ssl=tls, server_hostname=host)
+            if tls is not None
+            else asyncio.open_connection(host, int(port))
         )
+        reader, writer = await asyncio.wait_for(opening, timeout)
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None:
@@ -566,4 +574,8 @@ def _describe_failure(e, options):
         return "no connection within %gs" % options.connect_timeout
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
+    if options.tls is not None and isinstance(
+        e, (ssl.SSLError, ConnectionResetError, asyncio.IncompleteReadError)
+    ) and not isinstance(e, ssl.SSLCertVerificationError):
+        return "the TLS handshake failed (%s): the replica may not serve TLS" % _short(e)
     return _short(e)

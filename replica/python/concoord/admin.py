@@ -4,15 +4,20 @@
 import socket
 
 from . import _discovery, _wire
+from .aio import tls_context
 from .exceptions import ProtocolError
 
 
-def status(addr, timeout=2.0):
+def status(addr, timeout=2.0, ca=None, cert=None, key=None):
     """The status report of the replica at ``addr`` ("host:port") as a dict: ``replica``,
-    ``view`` (members, learners), ``leader``, ``is_leader``, ``decided_upto``, ..."""
+    ``view`` (members, learners), ``leader``, ``is_leader``, ``decided_upto``, ...
+    ``ca`` (and ``cert``, ``key``) as for :class:`concoord.Client`: over TLS."""
     _discovery.check_addr(addr)
     host, _, port = addr.rpartition(":")
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+    host = host.strip("[]")
+    tls = tls_context(ca, cert, key)
+    with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+        sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=host)
         sock.settimeout(timeout)
         _send(sock, _wire.hello())
         _wire.welcome_replica(_recv(sock))

@@ -91,14 +91,16 @@ class Client:
     :class:`concoord.ConnectionError` when no replica answers.
 
     ``timeout`` bounds ordinary calls, ``blocking_timeout`` the calls that wait for other
-    clients (acquire, wait; default: no bound). The session is kept alive in the
+    clients (acquire, wait; default: no bound). ``ca`` (the group's CA certificate) connects
+    over TLS, ``cert`` and ``key`` add a client certificate (also ``CONCOORD_CA``,
+    ``CONCOORD_CERT``, ``CONCOORD_KEY``). The session is kept alive in the
     background; ``close()`` (or leaving ``with Client(...) as c:``) ends it and releases what
     it holds.
     """
 
     def __init__(self, addrs, *, timeout=30.0, blocking_timeout=None, connect_timeout=5.0,
                  keepalive_interval=1.0, keepalive_timeout=3.0, failover_timeout=30.0,
-                 dns_server=None, token=None, debug=False):
+                 dns_server=None, token=None, debug=False, ca=None, cert=None, key=None):
         self._aio = aio.Client(
             addrs,
             timeout=timeout,
@@ -110,6 +112,9 @@ class Client:
             dns_server=dns_server,
             token=token,
             debug=debug,
+            ca=ca,
+            cert=cert,
+            key=key,
         )
         self._closed = False
         try:

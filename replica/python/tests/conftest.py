@@ -47,8 +47,11 @@ def free_ports(n):
 class Cluster:
     """A group of replica processes; the first founds it, the others join one by one."""
 
-    def __init__(self, n=3, domain=None, extra=(), object="counter", env=None):
+    def __init__(self, n=3, domain=None, extra=(), object="counter", env=None, pki=None):
         self.bin = concoord_bin()
+        # A directory made by `concoord certs`: every replica serves TLS with a certificate
+        # of its own, and the status checks go over TLS.
+        self.pki = pki
         self.object = object
         self.env = None if env is None else dict(os.environ, **env)
         self.ports = free_ports(n)
@@ -74,6 +77,14 @@ class Cluster:
     def start(self, i):
         cmd = [self.bin, "replica", "-o", self.object, "-a", "127.0.0.1", "-p", str(self.ports[i])]
         cmd += TIMING_FLAGS + self.extra
+        if self.pki:
+            name = "replica-%d" % self.ports[i]
+            cert = os.path.join(self.pki, name + ".crt")
+            if not os.path.exists(cert):
+                subprocess.run([self.bin, "certs", "issue", self.pki, name, "--host", "127.0.0.1"],
+                               check=True, stdout=subprocess.DEVNULL)
+            cmd += ["--tls-cert", cert, "--tls-key", os.path.join(self.pki, name + ".key"),
+                    "--tls-ca", os.path.join(self.pki, "ca.crt")]
         if i > 0:
             cmd += ["-b", self.addr(0)]
         if self.domain:
@@ -84,8 +95,9 @@ class Cluster:
                                          env=self.env)
 
     def status(self, i):
+        ca = os.path.join(self.pki, "ca.crt") if self.pki else None
         try:
-            return concoord.admin.status(self.addr(i), timeout=0.5)
+            return concoord.admin.status(self.addr(i), timeout=0.5, ca=ca)
         except (OSError, concoord.ConCoordError):
             return None
 

@@ -4,12 +4,12 @@
 use super::ClientError;
 use crate::command::ReplicaId;
 use crate::net::frame::{self, FrameReader, FrameWriter};
+use crate::net::secure::{self, ClientTls, ReadHalf, WriteHalf};
 use crate::net::wire::{
     ClientFrame, Hello, PROTOCOL_VERSION, ReplicaFrame, Role, StatusReport, Welcome,
 };
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 /// A burst of frames that cannot be written within this long means the peer is gone.
@@ -18,27 +18,40 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BURST: usize = 512;
 
 pub(crate) struct Conn {
-    pub reader: FrameReader<OwnedReadHalf>,
-    pub writer: FrameWriter<OwnedWriteHalf>,
+    pub reader: FrameReader<ReadHalf>,
+    pub writer: FrameWriter<WriteHalf>,
     pub replica: ReplicaId,
 }
 
 /// Connects to `addr` and performs the client handshake, all within `limit`. Errors are
-/// `NoReplica` (unreachable) or `Protocol` (it answered, but not as a replica should).
-pub(crate) async fn open(addr: &str, limit: Duration) -> Result<Conn, ClientError> {
-    match tokio::time::timeout(limit, open_inner(addr)).await {
+/// `NoReplica` (unreachable) or `Protocol` (it answered, but not as a replica should). With
+/// `tls`, the connection is TLS and the replica's certificate is checked against the CA.
+pub(crate) async fn open(
+    addr: &str,
+    limit: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Conn, ClientError> {
+    match tokio::time::timeout(limit, open_inner(addr, tls)).await {
         Ok(result) => result,
         Err(_) => Err(unreachable(addr, format!("no handshake within {limit:?}"))),
     }
 }
 
-async fn open_inner(addr: &str) -> Result<Conn, ClientError> {
+async fn open_inner(addr: &str, tls: Option<&ClientTls>) -> Result<Conn, ClientError> {
     let stream = crate::net::resolve::connect(addr)
         .await
         .map_err(|e| unreachable(addr, e.to_string()))?;
     // Requests are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let (r, w) = match tls {
+        None => secure::tcp_halves(stream),
+        // A certificate that does not check out will not check out on a retry either.
+        Some(tls) => secure::halves(
+            tls.connect(stream, addr)
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?,
+        ),
+    };
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
     frame::write_frame(&mut writer, &Hello::new(Role::Client))
@@ -79,9 +92,18 @@ pub(crate) fn reason(e: &ClientError) -> String {
 
 /// Asks one replica for its status, without opening a session.
 pub async fn fetch_status(addr: &str, limit: Duration) -> Result<StatusReport, ClientError> {
+    fetch_status_with(addr, limit, None).await
+}
+
+/// [`fetch_status`] over TLS when `tls` is given.
+pub async fn fetch_status_with(
+    addr: &str,
+    limit: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<StatusReport, ClientError> {
     super::addr::check_addr(addr)?;
     let ask = async {
-        let mut conn = open(addr, limit).await?;
+        let mut conn = open(addr, limit, tls).await?;
         frame::write_frame(&mut conn.writer, &ClientFrame::Status)
             .await
             .map_err(|e| unreachable(addr, e.to_string()))?;
@@ -133,9 +155,10 @@ pub(crate) async fn run_link(
     link: u64,
     addr: String,
     limit: Duration,
+    tls: Option<ClientTls>,
     events: mpsc::Sender<Event>,
 ) {
-    let conn = match open(&addr, limit).await {
+    let conn = match open(&addr, limit, tls.as_ref()).await {
         Ok(conn) => conn,
         Err(error) => {
             let _ = events.send(Event::ConnectFailed { link, error }).await;
@@ -175,7 +198,7 @@ pub(crate) async fn run_link(
 /// drops its sender (then shuts the write side down) or when writing fails.
 async fn write_loop(
     link: u64,
-    mut w: FrameWriter<OwnedWriteHalf>,
+    mut w: FrameWriter<WriteHalf>,
     mut rx: mpsc::UnboundedReceiver<ClientFrame>,
     events: mpsc::Sender<Event>,
 ) {

@@ -801,6 +801,7 @@ impl Driver {
             id,
             addr.clone(),
             self.opts.connect_timeout,
+            self.opts.tls.clone(),
             self.events_tx.clone(),
         ));
         self.keepalive_sent = None;

@@ -254,7 +254,12 @@ impl Client {
 
     /// Asks one replica (any member, not only the leader) for its status.
     pub async fn status(&self, addr: &str) -> Result<StatusReport, ClientError> {
-        super::fetch_status(addr, self.inner.opts.connect_timeout).await
+        super::conn::fetch_status_with(
+            addr,
+            self.inner.opts.connect_timeout,
+            self.inner.opts.tls.as_ref(),
+        )
+        .await
     }
 
     /// Ends the session: its locks and permits are released now. Every clone of this client

@@ -97,7 +97,7 @@ async fn ask(
     limit: Duration,
 ) -> Result<MembershipReply, ClientError> {
     let work = async {
-        let mut conn = open(addr, limit).await?;
+        let mut conn = open(addr, limit, None).await?;
         frame::write_frame(&mut conn.writer, &ClientFrame::Membership(change.clone()))
             .await
             .map_err(|e| ClientError::Protocol(format!("{addr}: {e}")))?;

@@ -33,7 +33,7 @@ pub(crate) mod fake;
 mod tests;
 
 pub use addr::{Seeds, check_addr, parse_addrs, resolve_addrs};
-pub use conn::fetch_status;
+pub use conn::{fetch_status, fetch_status_with};
 pub use convert::{acquired, truthy};
 pub use error::ClientError;
 pub use handle::{Client, TypeSummary, is_blocking_method};

@@ -24,6 +24,9 @@ pub struct ClientOptions {
     /// First and largest pause between reconnect attempts (doubling, with jitter).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Connect over TLS, checking replicas against this CA (and showing a client
+    /// certificate if it has one); `None` speaks plaintext.
+    pub tls: Option<crate::net::secure::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -37,6 +40,7 @@ impl Default for ClientOptions {
             failover_timeout: Duration::from_secs(30),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
+            tls: None,
         }
     }
 }

@@ -17,6 +17,7 @@ fn opts() -> ClientOptions {
         failover_timeout: Duration::from_secs(5),
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
+        tls: None,
     }
 }
 

@@ -26,6 +26,9 @@ pub enum FrameError {
         #[source]
         source: std::io::Error,
     },
+    /// The connection itself failed (reset, refused, a TLS alert), not a frame on it.
+    #[error("connection failed: {0}")]
+    Io(#[source] std::io::Error),
     #[error("undecodable frame of {len} bytes: {source}")]
     Decode {
         len: usize,
@@ -38,6 +41,22 @@ pub enum FrameError {
     Timeout,
     #[error("handshake refused: {0}")]
     Handshake(String),
+}
+
+/// An error from reading or writing frames: the codec's own (a length beyond the limit)
+/// or the connection's.
+pub fn io_error(source: std::io::Error) -> FrameError {
+    let from_codec = source
+        .get_ref()
+        .is_some_and(|e| e.is::<tokio_util::codec::LengthDelimitedCodecError>());
+    if from_codec {
+        FrameError::Framing {
+            max: MAX_FRAME_BYTES,
+            source,
+        }
+    } else {
+        FrameError::Io(source)
+    }
 }
 
 pub fn codec() -> LengthDelimitedCodec {
@@ -79,10 +98,7 @@ where
 {
     match r.next().await {
         None => Err(FrameError::Closed),
-        Some(Err(source)) => Err(FrameError::Framing {
-            max: MAX_FRAME_BYTES,
-            source,
-        }),
+        Some(Err(source)) => Err(io_error(source)),
         Some(Ok(body)) => decode(&body),
     }
 }
@@ -108,10 +124,7 @@ where
     T: Serialize,
 {
     let body = encode(msg)?;
-    w.send(body).await.map_err(|source| FrameError::Framing {
-        max: MAX_FRAME_BYTES,
-        source,
-    })
+    w.send(body).await.map_err(io_error)
 }
 
 /// Queues one frame without flushing, so a burst of replies leaves in one write.
@@ -121,19 +134,11 @@ where
     T: Serialize,
 {
     let body = encode(msg)?;
-    w.feed(body).await.map_err(|source| FrameError::Framing {
-        max: MAX_FRAME_BYTES,
-        source,
-    })
+    w.feed(body).await.map_err(io_error)
 }
 
 pub async fn flush<W: AsyncWrite + Unpin>(w: &mut FrameWriter<W>) -> Result<(), FrameError> {
-    SinkExt::<Bytes>::flush(w)
-        .await
-        .map_err(|source| FrameError::Framing {
-            max: MAX_FRAME_BYTES,
-            source,
-        })
+    SinkExt::<Bytes>::flush(w).await.map_err(io_error)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct ReplicaConfig {
     /// `--advertise-ip`: this replica's current IP behind a stable `-a` name, announced to
     /// the other members on every link it opens.
     pub advertise_ip: Option<std::net::IpAddr>,
+    /// `--tls-cert/--tls-key/--tls-ca`: serve TLS and link to peers with mutual TLS.
+    pub tls: Option<crate::net::secure::TlsFiles>,
 }
 
 impl ReplicaConfig {

@@ -6,6 +6,7 @@
 
 use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
+use crate::net::secure::{self, ReplicaTls};
 use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,14 +26,19 @@ enum Attempt {
 }
 
 /// Joins through `bootstrap` as `my_addr`, trying until `deadline` passes.
-pub async fn join(bootstrap: &str, my_addr: &str, limit: Duration) -> Result<Joined, String> {
+pub async fn join(
+    bootstrap: &str,
+    my_addr: &str,
+    limit: Duration,
+    tls: Option<&ReplicaTls>,
+) -> Result<Joined, String> {
     let deadline = Instant::now() + limit;
     let mut seeds = Seeds::new(bootstrap);
     let mut target = seeds.next().await;
     let mut backoff = Duration::from_millis(100);
     let mut last_error;
     loop {
-        match attempt(&target, my_addr).await {
+        match attempt(&target, my_addr, tls).await {
             Ok(Attempt::Joined(j)) => return Ok(j),
             Ok(Attempt::Redirect(Some(leader))) => {
                 tracing::info!("{target} does not lead; asking {leader}");
@@ -114,10 +120,7 @@ async fn continue_after(backoff: &mut Duration, wait: Option<Duration>) {
 /// Connects to one of the addresses `target` resolves to, skipping this replica's own: a
 /// headless Service name (Kubernetes) lists the joiner itself among the members.
 async fn connect_to_other(target: &str, my_addr: &str) -> Result<TcpStream, FrameError> {
-    let io = |source| FrameError::Framing {
-        max: frame::MAX_FRAME_BYTES,
-        source,
-    };
+    let io = FrameError::Io;
     use crate::net::resolve::{ResolveError, lookup};
     let mine: Vec<SocketAddr> = lookup(my_addr).await.unwrap_or_default();
     let others: Vec<SocketAddr> = lookup(target)
@@ -151,9 +154,20 @@ async fn connect_to_other(target: &str, my_addr: &str) -> Result<TcpStream, Fram
     Err(io(last))
 }
 
-async fn attempt(target: &str, my_addr: &str) -> Result<Attempt, FrameError> {
+async fn attempt(
+    target: &str,
+    my_addr: &str,
+    tls: Option<&ReplicaTls>,
+) -> Result<Attempt, FrameError> {
     let stream = connect_to_other(target, my_addr).await?;
-    let (r, w) = stream.into_split();
+    let (r, w) = match tls {
+        None => secure::tcp_halves(stream),
+        Some(tls) => secure::halves(
+            tls.connect(stream, target)
+                .await
+                .map_err(|e| FrameError::Handshake(e.to_string()))?,
+        ),
+    };
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
     let hello = Hello::new(Role::Joiner {

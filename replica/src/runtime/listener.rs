@@ -5,7 +5,8 @@
 //! with a logged reason, and other connections carry on.
 
 use crate::command::ReplicaId;
-use crate::net::frame::{self, FrameError};
+use crate::net::frame::{self, FrameError, FrameReader, FrameWriter};
+use crate::net::secure::{self, ReadHalf, ReplicaTls, WriteHalf};
 use crate::net::wire::{
     ClientFrame, Hello, MAGIC, PROTOCOL_VERSION, PeerFrame, ReplicaFrame, Role, Welcome,
 };
@@ -15,7 +16,6 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -67,7 +67,12 @@ pub enum Input {
 /// welcome carries the id, and peers of another group are refused.
 pub type IdentityWatch = watch::Receiver<(ReplicaId, u64)>;
 
-pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>, me: IdentityWatch) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    inputs: mpsc::Sender<Input>,
+    me: IdentityWatch,
+    tls: Option<Arc<ReplicaTls>>,
+) {
     let next_conn = Arc::new(AtomicU64::new(1));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -83,8 +88,13 @@ pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>, me:
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         let inputs = inputs.clone();
         let (me, group) = *me.borrow();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(stream, conn, inputs.clone(), me, group).await {
+            let served = match secure_or_plain(stream, tls.as_deref()).await {
+                Ok(link) => serve(link, conn, inputs.clone(), me, group).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
                 match e {
                     FrameError::Closed => tracing::debug!(%peer, "connection closed"),
                     e => tracing::info!(%peer, "closing connection: {e}"),
@@ -95,16 +105,91 @@ pub async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>, me:
     }
 }
 
+/// An accepted connection, ready for frames.
+struct Link {
+    reader: FrameReader<ReadHalf>,
+    writer: FrameWriter<WriteHalf>,
+    /// TLS is on, so peers must show a certificate from the group's CA.
+    tls: bool,
+    /// The other side showed one.
+    has_certificate: bool,
+}
+
+/// Performs the TLS handshake when the replica serves TLS, and tells a client that speaks
+/// the other language so, rather than leaving it hanging.
+async fn secure_or_plain(stream: TcpStream, tls: Option<&ReplicaTls>) -> Result<Link, FrameError> {
+    let speaks_tls = tokio::time::timeout(frame::HANDSHAKE_TIMEOUT, secure::speaks_tls(&stream))
+        .await
+        .map_err(|_| FrameError::Timeout)?
+        .map_err(|_| FrameError::Closed)?;
+    match (tls, speaks_tls) {
+        (None, false) => {
+            let (r, w) = secure::tcp_halves(stream);
+            Ok(Link {
+                reader: frame::reader(r),
+                writer: frame::writer(w),
+                tls: false,
+                has_certificate: false,
+            })
+        }
+        (None, true) => Err(FrameError::Handshake(
+            "it started a TLS handshake, but this replica serves plaintext (started without --tls-cert/--tls-key/--tls-ca)".into(),
+        )),
+        (Some(_), false) => {
+            let reason = "this replica serves TLS only: connect with --ca (the group's CA certificate)";
+            let (_, w) = secure::tcp_halves(stream);
+            let mut writer = frame::writer(w);
+            let _ = frame::write_frame(
+                &mut writer,
+                &Welcome::Refused {
+                    reason: reason.into(),
+                },
+            )
+            .await;
+            Err(FrameError::Handshake(format!(
+                "it spoke plaintext to a TLS port; told it: {reason}"
+            )))
+        }
+        (Some(tls), true) => {
+            let accepted = tls
+                .accept(stream)
+                .await
+                .map_err(|e| FrameError::Handshake(e.to_string()))?;
+            let (r, w) = secure::halves(accepted.stream);
+            Ok(Link {
+                reader: frame::reader(r),
+                writer: frame::writer(w),
+                tls: true,
+                has_certificate: accepted.has_certificate,
+            })
+        }
+    }
+}
+
+async fn refuse(writer: &mut FrameWriter<WriteHalf>, reason: String) -> Result<(), FrameError> {
+    let _ = frame::write_frame(
+        writer,
+        &Welcome::Refused {
+            reason: reason.clone(),
+        },
+    )
+    .await;
+    Err(FrameError::Handshake(reason))
+}
+
 async fn serve(
-    stream: TcpStream,
+    link: Link,
     conn: ConnId,
     inputs: mpsc::Sender<Input>,
     me: ReplicaId,
     my_group: u64,
 ) -> Result<(), FrameError> {
-    let (r, w) = stream.into_split();
-    let mut reader = frame::reader(r);
-    let mut writer = frame::writer(w);
+    let Link {
+        mut reader,
+        mut writer,
+        tls,
+        has_certificate,
+    } = link;
     let hello: Hello = frame::read_frame_within(&mut reader, frame::HANDSHAKE_TIMEOUT).await?;
     if let Role::Peer { group, id, .. } = &hello.role
         && *group != 0
@@ -114,28 +199,21 @@ async fn serve(
         let reason = format!(
             "replica {id} belongs to group {group:x}, this replica to group {my_group:x}; a replica that lost its disk must rejoin with -b"
         );
-        let _ = frame::write_frame(
-            &mut writer,
-            &Welcome::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        return Err(FrameError::Handshake(reason));
+        return refuse(&mut writer, reason).await;
     }
     if hello.magic != MAGIC || hello.version != PROTOCOL_VERSION {
         let reason = format!(
             "unsupported protocol {:?} version {} (this replica speaks {MAGIC:?} version {PROTOCOL_VERSION})",
             hello.magic, hello.version
         );
-        let _ = frame::write_frame(
-            &mut writer,
-            &Welcome::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        return Err(FrameError::Handshake(reason));
+        return refuse(&mut writer, reason).await;
+    }
+    if tls && !has_certificate && !matches!(hello.role, Role::Client) {
+        let reason =
+            "a replica must show a certificate from the group's CA (--tls-cert) to link or join"
+                .to_string();
+        tracing::warn!("refused a peer or joiner without a client certificate");
+        return refuse(&mut writer, reason).await;
     }
     let welcome = Welcome::Accepted {
         version: PROTOCOL_VERSION,
@@ -180,10 +258,7 @@ async fn send(inputs: &mpsc::Sender<Input>, input: Input) -> Result<(), FrameErr
 }
 
 /// Writes queued frames, flushing once per burst so pipelined replies share a syscall.
-async fn write_loop<T: Serialize>(
-    mut writer: frame::FrameWriter<OwnedWriteHalf>,
-    mut rx: mpsc::Receiver<T>,
-) {
+async fn write_loop<T: Serialize>(mut writer: FrameWriter<WriteHalf>, mut rx: mpsc::Receiver<T>) {
     while let Some(first) = rx.recv().await {
         if frame::feed_frame(&mut writer, &first).await.is_err() {
             return;

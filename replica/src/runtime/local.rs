@@ -37,6 +37,7 @@ pub async fn run_local(
             allow_fault_injection: false,
             dns: None,
             advertise_ip: None,
+            tls: None,
         };
         addrs.push(cfg.advertised());
         tasks.push(start_replica(cfg).await?);

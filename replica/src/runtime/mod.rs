@@ -11,6 +11,7 @@ pub use config::{ReplicaConfig, Timing};
 pub use local::run_local;
 
 use crate::command::{Command, ReplicaId, Value, View};
+use crate::net::secure::{ClientTls, ReplicaTls};
 use crate::net::wire::{ClientFrame, Fault, MembershipReply, PeerFrame, ReplicaFrame, ReplyResult};
 use crate::node::{Action, ConnId, Node, NodeConfig};
 use crate::paxos;
@@ -19,6 +20,7 @@ use crate::storage::{Identity, Storage, StorageError};
 use listener::Input;
 use peers::Peers;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -40,6 +42,8 @@ pub enum RuntimeError {
     BadObjectType(String, String),
     #[error("data directory: {0}")]
     Storage(#[from] StorageError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::net::secure::TlsError),
     #[error("{0}")]
     Other(String),
 }
@@ -172,9 +176,15 @@ impl Running {
 
 /// A joining replica runs the group's copy of its `-o` type, never its own file: it says
 /// so when the two differ.
-async fn compare_type_with_group(me: String, dotted: String, local_sha: String) {
+async fn compare_type_with_group(
+    me: String,
+    dotted: String,
+    local_sha: String,
+    tls: Option<crate::net::secure::ClientTls>,
+) {
     let opts = crate::client::ClientOptions {
         call_timeout: Some(Duration::from_secs(10)),
+        tls,
         ..crate::client::ClientOptions::default()
     };
     let Ok(client) = crate::client::Client::connect(&me, opts).await else {
@@ -241,6 +251,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         }
         storage = Some(opened.storage);
     }
+    let tls = cfg.tls.clone().map(ReplicaTls::load).transpose()?;
     let listener = listener::bind(&cfg.addr, cfg.port)
         .await
         .map_err(|source| RuntimeError::Bind {
@@ -249,7 +260,15 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         })?;
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
     let (identity_tx, identity) = watch::channel((0, 0));
-    tokio::spawn(listener::accept_loop(listener, inputs_tx.clone(), identity));
+    tokio::spawn(listener::accept_loop(
+        listener,
+        inputs_tx.clone(),
+        identity,
+        tls.clone(),
+    ));
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_tls(tls.clone()));
+    }
 
     let node_cfg = NodeConfig {
         paxos: paxos::Config {
@@ -328,7 +347,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             (node, actions, view)
         }
         (Some(bootstrap), None) => {
-            let joined = join::join(bootstrap, &me, cfg.timing.join_timeout)
+            let joined = join::join(bootstrap, &me, cfg.timing.join_timeout, tls.as_deref())
                 .await
                 .map_err(|reason| RuntimeError::Join {
                     bootstrap: bootstrap.clone(),
@@ -343,10 +362,15 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
                 tracing::info!("-o {name}: a joining replica uses the group's objects");
             }
             if let Some(ty) = &user_type {
+                let client_tls = match &cfg.tls {
+                    Some(f) => Some(ClientTls::load(&f.ca, Some(&f.cert), Some(&f.key))?),
+                    None => None,
+                };
                 tokio::spawn(compare_type_with_group(
                     me.clone(),
                     ty.dotted_name(),
                     ty.sha256.clone(),
+                    client_tls,
                 ));
             }
             if let Some(st) = &mut storage {
@@ -362,7 +386,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
     };
     let group = node.view().group;
     let _ = identity_tx.send((node.id(), group));
-    let mut peers = Peers::new(node.id(), me.clone(), cfg.advertise_ip, group);
+    let mut peers = Peers::new(node.id(), me.clone(), cfg.advertise_ip, group, tls);
     peers.update(&view);
     let id = node.id();
     let (view_tx, view_rx) = watch::channel(view);
@@ -395,6 +419,39 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         advertise_ip: cfg.advertise_ip,
         inputs: inputs_tx,
     })
+}
+
+/// How often the certificate files are checked for a change (a rotated Kubernetes Secret
+/// appears in the pod within about a minute; SIGHUP reloads at once).
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// Re-reads the certificates on SIGHUP and whenever the files' content changes. New
+/// connections use the new ones; open links and sessions carry on. A bad file is logged
+/// and the certificates in use stay.
+async fn reload_tls(tls: Arc<ReplicaTls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut check = tokio::time::interval(TLS_RELOAD_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let forced = tokio::select! {
+            _ = check.tick() => false,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        match tls.reload(forced) {
+            Ok(true) => tracing::info!(
+                "TLS: certificates re-read from {}",
+                tls.files().cert.display()
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("TLS: keeping the certificates in use: {e}"),
+        }
+    }
 }
 
 struct Driver {

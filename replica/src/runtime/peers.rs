@@ -6,10 +6,12 @@
 
 use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
+use crate::net::secure::{self, ReplicaTls};
 use crate::net::wire::{Hello, PeerFrame, Role, Welcome};
 use crate::paxos::Message;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -29,15 +31,24 @@ pub struct Peers {
     /// Removed members whose links are still open, oldest first.
     retired: VecDeque<ReplicaId>,
     view_number: u64,
+    /// Links are TLS, with this replica's certificate, when the replica serves TLS.
+    tls: Option<Arc<ReplicaTls>>,
 }
 
 impl Peers {
-    pub fn new(me: ReplicaId, my_addr: String, my_ip: Option<IpAddr>, group: u64) -> Peers {
+    pub fn new(
+        me: ReplicaId,
+        my_addr: String,
+        my_ip: Option<IpAddr>,
+        group: u64,
+        tls: Option<Arc<ReplicaTls>>,
+    ) -> Peers {
         Peers {
             me,
             my_addr,
             my_ip,
             group,
+            tls,
             links: HashMap::new(),
             retired: VecDeque::new(),
             view_number: 0,
@@ -90,7 +101,7 @@ impl Peers {
             group: self.group,
             ip: self.my_ip,
         });
-        tokio::spawn(run_link(hello, id, addr.to_string(), rx));
+        tokio::spawn(run_link(hello, id, addr.to_string(), rx, self.tls.clone()));
         self.links.insert(id, (addr.to_string(), tx));
     }
 
@@ -123,10 +134,16 @@ impl Peers {
     }
 }
 
-async fn run_link(hello: Hello, peer: ReplicaId, addr: String, mut rx: mpsc::Receiver<Message>) {
+async fn run_link(
+    hello: Hello,
+    peer: ReplicaId,
+    addr: String,
+    mut rx: mpsc::Receiver<Message>,
+    tls: Option<Arc<ReplicaTls>>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match stream_to(&hello, &addr, &mut rx).await {
+        match stream_to(&hello, &addr, &mut rx, tls.as_deref()).await {
             Ok(()) => return, // the view dropped this peer
             Err(e) => {
                 tracing::debug!(peer, %addr, "peer link down: {e}");
@@ -147,16 +164,23 @@ async fn stream_to(
     hello: &Hello,
     addr: &str,
     rx: &mut mpsc::Receiver<Message>,
+    tls: Option<&ReplicaTls>,
 ) -> Result<(), FrameError> {
     let stream = tokio::time::timeout(Duration::from_secs(2), crate::net::resolve::connect(addr))
         .await
         .map_err(|_| FrameError::Timeout)?
-        .map_err(|source| FrameError::Framing {
-            max: frame::MAX_FRAME_BYTES,
-            source,
-        })?;
+        .map_err(FrameError::Io)?;
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let (r, w) = match tls {
+        None => secure::tcp_halves(stream),
+        Some(tls) => match tls.connect(stream, addr).await {
+            Ok(stream) => secure::halves(stream),
+            Err(e) => {
+                tracing::warn!(%addr, "cannot link to the peer: {e}");
+                return Err(FrameError::Handshake(e.to_string()));
+            }
+        },
+    };
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
     frame::write_frame(&mut writer, hello).await?;

@@ -51,16 +51,20 @@ fn is_type_spec(object: &str) -> bool {
 }
 
 pub async fn run(a: &BenchArgs) -> Result<(), CliError> {
+    let opts = ClientOptions {
+        tls: a.tls.load()?,
+        ..ClientOptions::default()
+    };
     if is_type_spec(&a.object) {
-        return compare_with_builtin(a).await;
+        return compare_with_builtin(a, &opts).await;
     }
-    ensure_counter(&a.addrs, &a.object).await?;
+    ensure_counter(&a.addrs, &a.object, &opts).await?;
     println!(
         "bench: {}.increment() on {} for {:?} per round",
         a.object, a.addrs, a.duration
     );
     for &clients in &a.clients {
-        let round = run_round(&a.addrs, &a.object, clients, a.duration).await?;
+        let round = run_round(&a.addrs, &a.object, clients, a.duration, &opts).await?;
         println!("{}", round.line());
     }
     Ok(())
@@ -69,11 +73,11 @@ pub async fn run(a: &BenchArgs) -> Result<(), CliError> {
 /// `--object module.Class`: loads the type (unless the group has it), creates its object,
 /// and runs every round twice, on the built-in Counter and on the user object, so the two
 /// are compared within one run.
-async fn compare_with_builtin(a: &BenchArgs) -> Result<(), CliError> {
+async fn compare_with_builtin(a: &BenchArgs, opts: &ClientOptions) -> Result<(), CliError> {
     let found = crate::object::source::find(&a.object, &a.object_path)
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let user_object = format!("bench-{}", found.class.to_lowercase());
-    let client = Client::connect(&a.addrs, ClientOptions::default()).await?;
+    let client = Client::connect(&a.addrs, opts.clone()).await?;
     let prepared = async {
         let types = client.list_types().await?;
         if !types.iter().any(|t| t.name == found.dotted_name()) {
@@ -91,7 +95,7 @@ async fn compare_with_builtin(a: &BenchArgs) -> Result<(), CliError> {
     .await;
     let _ = client.close().await;
     prepared?;
-    ensure_counter(&a.addrs, "counter").await?;
+    ensure_counter(&a.addrs, "counter", opts).await?;
     println!(
         "bench: counter.increment() (built-in Counter) against {user_object}.increment() ({}) on {} for {:?} per round",
         found.dotted_name(),
@@ -99,17 +103,21 @@ async fn compare_with_builtin(a: &BenchArgs) -> Result<(), CliError> {
         a.duration
     );
     for &clients in &a.clients {
-        let builtin = run_round(&a.addrs, "counter", clients, a.duration).await?;
+        let builtin = run_round(&a.addrs, "counter", clients, a.duration, opts).await?;
         println!("Counter     {}", builtin.line());
-        let user = run_round(&a.addrs, &user_object, clients, a.duration).await?;
+        let user = run_round(&a.addrs, &user_object, clients, a.duration, opts).await?;
         println!("{:<11} {}", found.class, user.line());
     }
     Ok(())
 }
 
 /// Creates the counter unless it exists.
-pub(crate) async fn ensure_counter(addrs: &str, object: &str) -> Result<(), CliError> {
-    let client = Client::connect(addrs, ClientOptions::default()).await?;
+pub(crate) async fn ensure_counter(
+    addrs: &str,
+    object: &str,
+    opts: &ClientOptions,
+) -> Result<(), CliError> {
+    let client = Client::connect(addrs, opts.clone()).await?;
     let result = async {
         if !client.list().await?.contains_key(object) {
             client.create(object, "Counter", Vec::new()).await?;
@@ -127,8 +135,9 @@ pub async fn run_round(
     object: &str,
     clients: u32,
     duration: Duration,
+    opts: &ClientOptions,
 ) -> Result<Round, CliError> {
-    let connecting = (0..clients).map(|_| Client::connect(addrs, ClientOptions::default()));
+    let connecting = (0..clients).map(|_| Client::connect(addrs, opts.clone()));
     let connected = futures::future::try_join_all(connecting).await?;
     let start = Instant::now();
     let deadline = start + duration;

@@ -99,7 +99,10 @@ pub async fn execute(client: &Client, req: Request) -> Result<Option<String>, Cl
 
 pub async fn run(a: &CallArgs) -> Result<(), CliError> {
     let req = Request::from_args(a)?;
-    let mut opts = ClientOptions::default();
+    let mut opts = ClientOptions {
+        tls: a.tls.load()?,
+        ..ClientOptions::default()
+    };
     if let Some(limit) = a.timeout {
         opts.call_timeout = Some(limit);
         opts.blocking_timeout = Some(limit);

@@ -3,14 +3,15 @@
 //! is caught up with it (within `MAX_LAG` slots), so a rolling update may move on.
 
 use crate::cli::{CliError, ProbeArgs, ProbeKind};
-use crate::client::fetch_status;
+use crate::client::fetch_status_with;
 use crate::net::wire::StatusReport;
 
 /// Decided slots a ready replica may trail its leader by.
 pub const MAX_LAG: u64 = 64;
 
 pub async fn run(args: &ProbeArgs) -> Result<(), CliError> {
-    let me = fetch_status(&args.addr, args.timeout)
+    let tls = args.tls.load()?;
+    let me = fetch_status_with(&args.addr, args.timeout, tls.as_ref())
         .await
         .map_err(|e| CliError::Failed(format!("not live: {}: {e}", args.addr)))?;
     live(&me).map_err(CliError::Failed)?;
@@ -19,7 +20,7 @@ pub async fn run(args: &ProbeArgs) -> Result<(), CliError> {
     }
     let leader = match leader_address(&me) {
         Some(addr) if !me.is_leader => Some(
-            fetch_status(addr, args.timeout)
+            fetch_status_with(addr, args.timeout, tls.as_ref())
                 .await
                 .map_err(|e| CliError::Failed(format!("not ready: leader {addr}: {e}")))?,
         ),

@@ -2,7 +2,8 @@
 //! name, for its status, and shows them side by side.
 
 use crate::cli::{CliError, StatusArgs};
-use crate::client::{ClientError, fetch_status, resolve_addrs};
+use crate::client::{ClientError, fetch_status_with, resolve_addrs};
+use crate::net::secure::ClientTls;
 use crate::net::wire::StatusReport;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -20,7 +21,8 @@ pub struct Probe {
 
 pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
     let seeds = resolve_addrs(&a.addrs).await?;
-    let probes = survey(seeds, a.timeout).await;
+    let tls = a.tls.load()?;
+    let probes = survey(seeds, a.timeout, tls.as_ref()).await;
     if a.json {
         println!("{}", render_json(&probes));
     } else {
@@ -33,13 +35,17 @@ pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
 }
 
 /// Asks the seeds, then the members they report that were not asked yet, until none is new.
-pub async fn survey(seeds: Vec<String>, limit: Duration) -> Vec<Probe> {
+pub async fn survey(seeds: Vec<String>, limit: Duration, tls: Option<&ClientTls>) -> Vec<Probe> {
     let mut seen: BTreeSet<String> = seeds.iter().cloned().collect();
     let mut frontier = seeds;
     let mut probes = Vec::new();
     while !frontier.is_empty() {
-        let answers =
-            futures::future::join_all(frontier.iter().map(|addr| fetch_status(addr, limit))).await;
+        let answers = futures::future::join_all(
+            frontier
+                .iter()
+                .map(|addr| fetch_status_with(addr, limit, tls)),
+        )
+        .await;
         let mut next = Vec::new();
         for (addr, result) in frontier.into_iter().zip(answers) {
             if let Ok(report) = &result {
@@ -165,7 +171,7 @@ mod tests {
         let dead = gone.local_addr().unwrap().to_string();
         drop(gone);
         let members = vec![a.addr.clone(), b.addr.clone(), dead.clone()];
-        let ask = tokio::spawn(survey(vec![a.addr.clone()], Duration::from_secs(2)));
+        let ask = tokio::spawn(survey(vec![a.addr.clone()], Duration::from_secs(2), None));
         answer_once(&mut a, 1, members.clone()).await;
         answer_once(&mut b, 2, members.clone()).await;
         let probes = ask.await.unwrap();

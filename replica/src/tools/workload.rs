@@ -73,7 +73,7 @@ fn options(a: &WorkloadArgs) -> ClientOptions {
 
 /// Runs the workload and checks its history.
 pub async fn execute(a: &WorkloadArgs) -> Result<Summary, CliError> {
-    super::bench::ensure_counter(&a.addrs, &a.object).await?;
+    super::bench::ensure_counter(&a.addrs, &a.object, &options(a)).await?;
     let rec = Arc::new(Recorder::new());
     let start_value = read_value(&a.addrs, &a.object, None).await?;
     rec.declare(

@@ -13,6 +13,8 @@ session.
 """
 
 import asyncio
+import os
+import ssl
 import logging
 import warnings
 
@@ -40,7 +42,8 @@ def type_name(type_):
 
 
 def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interval,
-                   keepalive_timeout, failover_timeout, token, debug):
+                   keepalive_timeout, failover_timeout, token, debug, ca=None, cert=None,
+                   key=None):
     if token is not None:
         # ConCoord 1.1 scripts pass their security token; ours are not checked yet.
         warnings.warn(
@@ -62,7 +65,28 @@ def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interva
         keepalive_interval=keepalive_interval,
         keepalive_timeout=keepalive_timeout,
         failover_timeout=failover_timeout,
+        tls=tls_context(ca, cert, key),
     )
+
+
+def tls_context(ca=None, cert=None, key=None):
+    """The TLS context for replicas that serve TLS: ``ca`` (or ``CONCOORD_CA``) is the
+    group's CA certificate, ``cert`` and ``key`` (or ``CONCOORD_CERT``, ``CONCOORD_KEY``) a
+    client certificate to show. None without a CA: plaintext."""
+    ca = ca or os.environ.get("CONCOORD_CA") or None
+    cert = cert or os.environ.get("CONCOORD_CERT") or None
+    key = key or os.environ.get("CONCOORD_KEY") or None
+    if ca is None:
+        if cert is not None or key is not None:
+            raise ValueError("a client certificate needs the group's CA (ca=...)")
+        return None
+    if (cert is None) != (key is None):
+        raise ValueError("cert and key go together")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
 
 
 class Client:
@@ -76,10 +100,10 @@ class Client:
 
     def __init__(self, addrs, *, timeout=30.0, blocking_timeout=None, connect_timeout=5.0,
                  keepalive_interval=1.0, keepalive_timeout=3.0, failover_timeout=30.0,
-                 dns_server=None, token=None, debug=False):
+                 dns_server=None, token=None, debug=False, ca=None, cert=None, key=None):
         options = client_options(timeout, blocking_timeout, connect_timeout,
                                  keepalive_interval, keepalive_timeout, failover_timeout,
-                                 token, debug)
+                                 token, debug, ca, cert, key)
         self._engine = Engine(Seeds(addrs, dns_server), options)
         self._start = None
         self._closed = False

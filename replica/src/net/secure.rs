@@ -1,0 +1,430 @@
+//! TLS on the replica's one port (issue 14): TLS 1.3 through rustls, certificates from
+//! PEM files.
+//!
+//! A replica with `--tls-cert/--tls-key/--tls-ca` serves TLS to clients and peers alike and
+//! dials its peers over TLS with the same certificate, so peers authenticate each other
+//! against the group's CA (mutual TLS); clients verify the replica against that CA and may
+//! present a certificate of their own. Files are re-read on request (SIGHUP, or a change of
+//! their content, as when Kubernetes updates a Secret): new connections use the new
+//! certificates, open ones carry on.
+//!
+//! Either side may be misconfigured. A TLS handshake starts with the byte 0x16 and a frame
+//! of ours with a length prefix far below 0x16000000, so the listener tells the two apart
+//! from the first byte and answers a client that speaks the wrong one with a clear reason
+//! instead of a hang.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// A connection, plaintext or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+pub type Stream = Box<dyn Io>;
+
+/// The read and write sides of a connection, whichever it is.
+pub type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Splits a TLS connection (its two sides share the session through a lock).
+pub fn halves(stream: Stream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tokio::io::split(stream);
+    (Box::new(r), Box::new(w))
+}
+
+/// Splits a plaintext connection (no lock: the socket has two sides of its own).
+pub fn tcp_halves(tcp: TcpStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tcp.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// How long a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{0}")]
+    Incomplete(String),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{} holds no certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("the certificates do not fit together: {0}")]
+    Config(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+}
+
+/// Where a replica's certificate, its key and the group's CA are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// The three flags turn TLS on together: none of them means plaintext, some of them is
+    /// a mistake that names what is missing.
+    pub fn from_flags(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        ca: Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, TlsError> {
+        match (cert, key, ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+            (cert, key, ca) => {
+                let missing: Vec<&str> = [
+                    (cert.is_none(), "--tls-cert"),
+                    (key.is_none(), "--tls-key"),
+                    (ca.is_none(), "--tls-ca"),
+                ]
+                .iter()
+                .filter(|(absent, _)| *absent)
+                .map(|(_, flag)| *flag)
+                .collect();
+                Err(TlsError::Incomplete(format!(
+                    "TLS needs --tls-cert, --tls-key and --tls-ca together; missing: {}",
+                    missing.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// The files' content, to notice a change (a rotated Secret) cheaply.
+    fn fingerprint(&self) -> Option<Vec<u8>> {
+        let mut all = Vec::new();
+        for path in [&self.cert, &self.key, &self.ca] {
+            all.extend(std::fs::read(path).ok()?);
+        }
+        use sha2::Digest;
+        Some(sha2::Sha256::digest(&all).to_vec())
+    }
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read = |source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(read)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn roots(ca: &Path) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", ca.display())))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn config_error(e: impl std::fmt::Display) -> TlsError {
+    TlsError::Config(e.to_string())
+}
+
+/// The crypto provider, named outright: which one rustls would pick by itself depends on
+/// the features the whole dependency graph enables (see `crate::tls`).
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn server_builder()
+-> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, TlsError> {
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(config_error)
+}
+
+fn client_builder()
+-> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, TlsError> {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(config_error)
+}
+
+/// The host part of `host:port` (an IP or a DNS name), as a TLS server name.
+fn server_name(addr: &str) -> Result<ServerName<'static>, TlsError> {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|e| TlsError::Config(format!("'{host}' is not a host name for TLS: {e}")))
+}
+
+/// The configurations built from one reading of the files.
+struct Loaded {
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+    fingerprint: Option<Vec<u8>>,
+}
+
+impl Loaded {
+    fn read(files: &TlsFiles) -> Result<Loaded, TlsError> {
+        let fingerprint = files.fingerprint();
+        let certs = certificates(&files.cert)?;
+        let key = private_key(&files.key)?;
+        let roots = roots(&files.ca)?;
+        // Clients may come without a certificate (a token identifies them); one that shows
+        // a certificate must show one from the CA. Peers must show one (see `accept`).
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(config_error)?;
+        let server = server_builder()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(config_error)?;
+        let client = client_builder()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(config_error)?;
+        Ok(Loaded {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            connector: TlsConnector::from(Arc::new(client)),
+            fingerprint,
+        })
+    }
+}
+
+/// A replica's TLS: the server side of its port and the client side of its links to
+/// peers and of a join, re-readable while the replica runs.
+pub struct ReplicaTls {
+    files: TlsFiles,
+    current: RwLock<Arc<Loaded>>,
+}
+
+impl std::fmt::Debug for ReplicaTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaTls")
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+/// What the listener learned from a TLS handshake.
+pub struct Accepted {
+    pub stream: Stream,
+    /// The other side showed a certificate that the group's CA signed.
+    pub has_certificate: bool,
+}
+
+impl ReplicaTls {
+    /// Reads the files; an unreadable or mismatched file is an error naming it.
+    pub fn load(files: TlsFiles) -> Result<Arc<ReplicaTls>, TlsError> {
+        let loaded = Loaded::read(&files)?;
+        Ok(Arc::new(ReplicaTls {
+            files,
+            current: RwLock::new(Arc::new(loaded)),
+        }))
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    fn loaded(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the files again if their content changed (or `force`). `Ok(true)` when new
+    /// certificates are in use; on an error the ones in use stay.
+    pub fn reload(&self, force: bool) -> Result<bool, TlsError> {
+        let now = self.files.fingerprint();
+        if !force && now.is_some() && now == self.loaded().fingerprint {
+            return Ok(false);
+        }
+        let fresh = Arc::new(Loaded::read(&self.files)?);
+        match self.current.write() {
+            Ok(mut l) => *l = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(true)
+    }
+
+    /// The server side of a handshake on an accepted connection.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<Accepted, TlsError> {
+        let acceptor = self.loaded().acceptor.clone();
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+            .await
+            .map_err(|_| TlsError::Handshake("no handshake in time".into()))?
+            .map_err(|e| TlsError::Handshake(e.to_string()))?;
+        let has_certificate = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty());
+        Ok(Accepted {
+            stream: Box::new(tls),
+            has_certificate,
+        })
+    }
+
+    /// The client side of a handshake to the peer at `addr`, with this replica's
+    /// certificate.
+    pub async fn connect(&self, tcp: TcpStream, addr: &str) -> Result<Stream, TlsError> {
+        let connector = self.loaded().connector.clone();
+        handshake(&connector, tcp, addr).await
+    }
+}
+
+async fn handshake(
+    connector: &TlsConnector,
+    tcp: TcpStream,
+    addr: &str,
+) -> Result<Stream, TlsError> {
+    let name = server_name(addr)?;
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
+        Err(_) => Err(TlsError::Handshake(format!(
+            "{addr} did not finish the TLS handshake in {TLS_HANDSHAKE_TIMEOUT:?}"
+        ))),
+        Ok(Ok(tls)) => Ok(Box::new(tls)),
+        // A plaintext replica hangs up on the first TLS byte it reads.
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Err(TlsError::Handshake(format!(
+                "{addr} closed the connection during the TLS handshake: it does not serve TLS (connect without --ca) or refused our certificate"
+            )))
+        }
+        Ok(Err(e)) => Err(TlsError::Handshake(format!("{addr}: {e}"))),
+    }
+}
+
+/// A client's TLS: verifies replicas against the CA and, when given one, shows a client
+/// certificate.
+#[derive(Clone)]
+pub struct ClientTls {
+    connector: TlsConnector,
+    ca: PathBuf,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("ca", &self.ca).finish()
+    }
+}
+
+impl ClientTls {
+    /// `--ca` alone verifies the replicas; `--cert` and `--key` (together) add a client
+    /// certificate.
+    pub fn load(ca: &Path, cert: Option<&Path>, key: Option<&Path>) -> Result<ClientTls, TlsError> {
+        let builder = client_builder()?.with_root_certificates(roots(ca)?);
+        let config = match (cert, key) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(cert), Some(key)) => builder
+                .with_client_auth_cert(certificates(cert)?, private_key(key)?)
+                .map_err(config_error)?,
+            (Some(_), None) => {
+                return Err(TlsError::Incomplete(
+                    "--cert needs --key (the certificate's private key)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::Incomplete(
+                    "--key needs --cert (the client certificate)".into(),
+                ));
+            }
+        };
+        Ok(ClientTls {
+            connector: TlsConnector::from(Arc::new(config)),
+            ca: ca.to_path_buf(),
+        })
+    }
+
+    pub async fn connect(&self, tcp: TcpStream, addr: &str) -> Result<Stream, TlsError> {
+        handshake(&self.connector, tcp, addr).await
+    }
+}
+
+/// Whether the first bytes the other side sent open a TLS handshake (waits for them).
+pub async fn speaks_tls(tcp: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 1];
+    let n = tcp.peek(&mut first).await?;
+    Ok(n == 1 && first[0] == TLS_HANDSHAKE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_flags_go_together() {
+        assert_eq!(TlsFiles::from_flags(None, None, None).unwrap(), None);
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert!(
+            TlsFiles::from_flags(p("c"), p("k"), p("a"))
+                .unwrap()
+                .is_some()
+        );
+        let e = TlsFiles::from_flags(p("c"), None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TLS needs --tls-cert, --tls-key and --tls-ca together; missing: --tls-key, --tls-ca"
+        );
+    }
+
+    #[test]
+    fn server_names_come_from_the_host_part() {
+        assert_eq!(
+            server_name("127.0.0.1:14000").unwrap(),
+            ServerName::try_from("127.0.0.1").unwrap()
+        );
+        assert_eq!(
+            server_name("demo-0.demo.default.svc:14000").unwrap(),
+            ServerName::try_from("demo-0.demo.default.svc").unwrap()
+        );
+        assert_eq!(
+            server_name("[::1]:14000").unwrap(),
+            ServerName::try_from("::1").unwrap()
+        );
+    }
+
+    #[test]
+    fn unreadable_files_are_named() {
+        let files = TlsFiles {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+            ca: "/nonexistent/ca.pem".into(),
+        };
+        let e = ReplicaTls::load(files).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
+    }
+}

@@ -1,0 +1,177 @@
+//! `concoord certs init|issue`: a small CA for TLS between replicas and clients, for hosts
+//! outside Kubernetes (where the operator makes them): EC2, remote hosts, a laptop.
+//!
+//! Certificates carry no extended key usage, so one certificate serves a replica both as
+//! a server and as the client of its peers. Keys are written readable by their owner only.
+
+use crate::cli::{CertsAction, CertsArgs, CliError};
+use std::path::{Path, PathBuf};
+
+pub const CA_CERT: &str = "ca.crt";
+pub const CA_KEY: &str = "ca.key";
+
+pub fn run(a: &CertsArgs) -> Result<(), CliError> {
+    match &a.action {
+        CertsAction::Init { dir, name, days } => {
+            let (cert, key) = init(dir, name, *days)?;
+            println!(
+                "CA: {} (share it) and {} (keep it private)",
+                cert.display(),
+                key.display()
+            );
+        }
+        CertsAction::Issue {
+            dir,
+            name,
+            hosts,
+            days,
+        } => {
+            let (cert, key) = issue(dir, name, hosts, *days)?;
+            println!("certificate: {} key: {}", cert.display(), key.display());
+        }
+    }
+    Ok(())
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(format!("{what}: {e}"))
+}
+
+fn validity(params: &mut rcgen::CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    // A little slack for clocks that run behind.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(days));
+}
+
+/// Writes `contents` to a new file (never over an existing one), private when `secret`.
+fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(|e| failed(&format!("cannot create {}", path.display()), e))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| failed(&format!("cannot write {}", path.display()), e))
+}
+
+/// Creates DIR/ca.crt and DIR/ca.key.
+pub fn init(dir: &Path, name: &str, days: u32) -> Result<(PathBuf, PathBuf), CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| failed(&format!("cannot create {}", dir.display()), e))?;
+    let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
+    for p in [&cert_path, &key_path] {
+        if p.exists() {
+            return Err(CliError::Failed(format!(
+                "{} exists already: a new CA would orphan every certificate it signed",
+                p.display()
+            )));
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| failed("CA parameters", e))?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    validity(&mut params, days);
+    let key = rcgen::KeyPair::generate().map_err(|e| failed("CA key", e))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| failed("CA certificate", e))?;
+    write_new(&key_path, &key.serialize_pem(), true)?;
+    write_new(&cert_path, &cert.pem(), false)?;
+    Ok((cert_path, key_path))
+}
+
+/// Creates DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA, for `hosts`.
+pub fn issue(
+    dir: &Path,
+    name: &str,
+    hosts: &[String],
+    days: u32,
+) -> Result<(PathBuf, PathBuf), CliError> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(CliError::Usage(format!(
+            "'{name}' cannot name a file: use letters, digits, '-' and '_'"
+        )));
+    }
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).map_err(|e| {
+            failed(
+                &format!(
+                    "cannot read {} (run `concoord certs init {}` first)",
+                    p.display(),
+                    dir.display()
+                ),
+                e,
+            )
+        })
+    };
+    let ca_key =
+        rcgen::KeyPair::from_pem(&read(dir.join(CA_KEY))?).map_err(|e| failed("the CA key", e))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read(dir.join(CA_CERT))?, ca_key)
+        .map_err(|e| failed("the CA certificate", e))?;
+    let mut params =
+        rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| failed("--host", e))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    validity(&mut params, days);
+    let key = rcgen::KeyPair::generate().map_err(|e| failed("key", e))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| failed("certificate", e))?;
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    write_new(&key_path, &key.serialize_pem(), true)?;
+    write_new(&cert_path, &cert.pem(), false)?;
+    Ok((cert_path, key_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::secure::{ClientTls, ReplicaTls, TlsFiles};
+
+    #[test]
+    fn a_ca_and_its_certificates_load_as_tls_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "test CA", 30).unwrap();
+        let e = init(dir.path(), "test CA", 30).unwrap_err();
+        assert!(e.to_string().contains("exists already"), "{e}");
+        let (cert, key) = issue(dir.path(), "replica-1", &["127.0.0.1".into()], 30).unwrap();
+        let mode = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&dir.path().join(CA_KEY)), 0o600);
+        ReplicaTls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: dir.path().join(CA_CERT),
+        })
+        .unwrap();
+        let (alice, alice_key) = issue(dir.path(), "alice", &[], 30).unwrap();
+        ClientTls::load(&dir.path().join(CA_CERT), Some(&alice), Some(&alice_key)).unwrap();
+        assert!(issue(dir.path(), "../escape", &[], 30).is_err());
+        let empty = tempfile::tempdir().unwrap();
+        let e = issue(empty.path(), "x", &[], 30).unwrap_err();
+        assert!(e.to_string().contains("certs init"), "{e}");
+    }
+}
