@@ -155,6 +155,8 @@ pub enum TypeAction {
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// List the user types: name, sha256, size, objects, methods
     List {
@@ -163,6 +165,8 @@ pub enum TypeAction {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// Print a user type's source as the group holds it
     Show {
@@ -174,6 +178,8 @@ pub enum TypeAction {
         /// Print the type (source included) as JSON
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
 }
 
@@ -740,6 +746,8 @@ pub struct LockArgs {
     /// Give up waiting for the lock after this long [default: wait]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// The command to run while holding the lock (after `--`); none: hold until Ctrl-C
     #[arg(value_name = "COMMAND", last = true)]
     pub command: Vec<String>,
@@ -762,6 +770,8 @@ pub enum MembershipAction {
         addrs: String,
         #[arg(value_name = "REPLICA")]
         replica: String,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// Remove a member, by id or "host:port"; a leader hands over leadership first
     Remove {
@@ -769,6 +779,8 @@ pub enum MembershipAction {
         addrs: String,
         #[arg(value_name = "REPLICA")]
         replica: String,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
 }
 

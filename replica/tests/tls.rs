@@ -237,6 +237,35 @@ async fn a_mutual_tls_group_serves_calls_fails_over_and_adds_a_member() {
         .unwrap_or_else(|e| panic!("getvalue: {e}"));
     assert_eq!(value, Value::from(6));
     let _ = client.close().await;
+    // The dead replica leaves the view through the CLI, over TLS.
+    let ca = dir.path().join("replica-0-ca.crt");
+    let out = Command::new(BIN)
+        .args(["membership", "remove"])
+        .arg(addrs(&survivors))
+        .arg(format!("127.0.0.1:{}", ports[leader]))
+        .arg("--ca")
+        .arg(&ca)
+        .output()
+        .unwrap_or_else(|e| panic!("concoord membership: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_leader(&survivors, 3, &tls).await;
+    // And `concoord type list` reaches the group over TLS too (no user types here).
+    let out = Command::new(BIN)
+        .args(["type", "list"])
+        .arg(addrs(&survivors))
+        .arg("--ca")
+        .arg(&ca)
+        .output()
+        .unwrap_or_else(|e| panic!("concoord type list: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

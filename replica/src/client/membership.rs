@@ -6,12 +6,23 @@ use super::addr::resolve_addrs;
 use super::conn::{open, reason};
 use crate::command::View;
 use crate::net::frame;
+use crate::net::secure::ClientTls;
 use crate::net::wire::{ClientFrame, MembershipChange, MembershipReply, ReplicaFrame};
 use std::time::{Duration, Instant};
 
 /// Adds a replica that will listen at `replica` ("host:port"); done when the change is
 /// decided. Adding an address that is already a member changes nothing.
 pub async fn add_member(addrs: &str, replica: &str, limit: Duration) -> Result<View, ClientError> {
+    add_member_over(addrs, replica, limit, None).await
+}
+
+/// [`add_member`] over TLS when `tls` is given.
+pub async fn add_member_over(
+    addrs: &str,
+    replica: &str,
+    limit: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<View, ClientError> {
     super::addr::check_addr(replica)?;
     change(
         addrs,
@@ -19,6 +30,7 @@ pub async fn add_member(addrs: &str, replica: &str, limit: Duration) -> Result<V
             addr: replica.to_string(),
         },
         limit,
+        tls,
     )
     .await
 }
@@ -30,12 +42,23 @@ pub async fn remove_member(
     replica: &str,
     limit: Duration,
 ) -> Result<View, ClientError> {
+    remove_member_over(addrs, replica, limit, None).await
+}
+
+/// [`remove_member`] over TLS when `tls` is given.
+pub async fn remove_member_over(
+    addrs: &str,
+    replica: &str,
+    limit: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<View, ClientError> {
     change(
         addrs,
         MembershipChange::Remove {
             replica: replica.to_string(),
         },
         limit,
+        tls,
     )
     .await
 }
@@ -44,6 +67,7 @@ async fn change(
     addrs: &str,
     change: MembershipChange,
     limit: Duration,
+    tls: Option<&ClientTls>,
 ) -> Result<View, ClientError> {
     let seeds = resolve_addrs(addrs).await?;
     let deadline = Instant::now() + limit;
@@ -59,7 +83,7 @@ async fn change(
             tried.push(target.clone());
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match ask(&target, &change, left).await {
+        match ask(&target, &change, left, tls).await {
             Ok(MembershipReply::Done { view }) => return Ok(view),
             Ok(MembershipReply::NotLeader {
                 leader: Some(leader),
@@ -95,9 +119,10 @@ async fn ask(
     addr: &str,
     change: &MembershipChange,
     limit: Duration,
+    tls: Option<&ClientTls>,
 ) -> Result<MembershipReply, ClientError> {
     let work = async {
-        let mut conn = open(addr, limit, None).await?;
+        let mut conn = open(addr, limit, tls).await?;
         frame::write_frame(&mut conn.writer, &ClientFrame::Membership(change.clone()))
             .await
             .map_err(|e| ClientError::Protocol(format!("{addr}: {e}")))?;

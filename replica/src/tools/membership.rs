@@ -1,16 +1,20 @@
 //! `concoord membership add|remove ADDRS REPLICA`: change the view one member at a time.
 
 use crate::cli::{CliError, MembershipAction, MembershipArgs};
-use crate::client::{add_member, remove_member};
+use crate::client::{add_member_over, remove_member_over};
 
 pub async fn run(args: &MembershipArgs) -> Result<(), CliError> {
     let view = match &args.action {
-        MembershipAction::Add { addrs, replica } => {
-            add_member(addrs, replica, args.timeout).await?
-        }
-        MembershipAction::Remove { addrs, replica } => {
-            remove_member(addrs, replica, args.timeout).await?
-        }
+        MembershipAction::Add {
+            addrs,
+            replica,
+            tls,
+        } => add_member_over(addrs, replica, args.timeout, tls.load()?.as_ref()).await?,
+        MembershipAction::Remove {
+            addrs,
+            replica,
+            tls,
+        } => remove_member_over(addrs, replica, args.timeout, tls.load()?.as_ref()).await?,
     };
     let members: Vec<String> = view
         .members

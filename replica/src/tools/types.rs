@@ -1,7 +1,7 @@
 //! `concoord type load | list | show`: user object types, which enter the group through
 //! consensus (like Redis' `FUNCTION LOAD`), so that every replica runs the same code.
 
-use crate::cli::{CliError, TypeAction, TypeArgs};
+use crate::cli::{CliError, ClientTlsArgs, TypeAction, TypeArgs};
 use crate::client::{Client, ClientOptions, TypeSummary};
 use crate::object::source;
 
@@ -24,6 +24,13 @@ fn print_summary(t: &TypeSummary, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+fn options(tls: &ClientTlsArgs) -> Result<ClientOptions, CliError> {
+    Ok(ClientOptions {
+        tls: tls.load()?,
+        ..ClientOptions::default()
+    })
+}
+
 pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
     match &a.action {
         TypeAction::Load {
@@ -33,6 +40,7 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
             module,
             replace,
             json,
+            tls,
         } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
@@ -45,13 +53,13 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
             // No --class: the group takes the file's only class (and says so when it has
             // none or several).
             let class = class.as_deref().unwrap_or_default();
-            let client = Client::connect(addrs, ClientOptions::default()).await?;
+            let client = Client::connect(addrs, options(tls)?).await?;
             let outcome = client.define_type(&module, class, &text, *replace).await;
             let _ = client.close().await;
             print_summary(&outcome?, *json)
         }
-        TypeAction::List { addrs, json } => {
-            let client = Client::connect(addrs, ClientOptions::default()).await?;
+        TypeAction::List { addrs, json, tls } => {
+            let client = Client::connect(addrs, options(tls)?).await?;
             let outcome = client.list_types().await;
             let _ = client.close().await;
             for t in outcome? {
@@ -59,8 +67,13 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        TypeAction::Show { addrs, name, json } => {
-            let client = Client::connect(addrs, ClientOptions::default()).await?;
+        TypeAction::Show {
+            addrs,
+            name,
+            json,
+            tls,
+        } => {
+            let client = Client::connect(addrs, options(tls)?).await?;
             let outcome = client.show_type(name).await;
             let _ = client.close().await;
             let t = outcome?;
