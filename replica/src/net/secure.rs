@@ -374,11 +374,12 @@ impl ClientTls {
     }
 }
 
-/// Whether the first bytes the other side sent open a TLS handshake (waits for them).
-pub async fn speaks_tls(tcp: &TcpStream) -> std::io::Result<bool> {
+/// Whether the first byte the other side sent opens a TLS handshake (waits for it); `None`
+/// when it hung up without sending anything (a port check, say).
+pub async fn speaks_tls(tcp: &TcpStream) -> std::io::Result<Option<bool>> {
     let mut first = [0u8; 1];
     let n = tcp.peek(&mut first).await?;
-    Ok(n == 1 && first[0] == TLS_HANDSHAKE)
+    Ok((n == 1).then_some(first[0] == TLS_HANDSHAKE))
 }
 
 #[cfg(test)]

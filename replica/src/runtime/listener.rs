@@ -121,7 +121,8 @@ async fn secure_or_plain(stream: TcpStream, tls: Option<&ReplicaTls>) -> Result<
     let speaks_tls = tokio::time::timeout(frame::HANDSHAKE_TIMEOUT, secure::speaks_tls(&stream))
         .await
         .map_err(|_| FrameError::Timeout)?
-        .map_err(|_| FrameError::Closed)?;
+        .map_err(|_| FrameError::Closed)?
+        .ok_or(FrameError::Closed)?;
     match (tls, speaks_tls) {
         (None, false) => {
             let (r, w) = secure::tcp_halves(stream);
