@@ -239,31 +239,24 @@ async fn a_mutual_tls_group_serves_calls_fails_over_and_adds_a_member() {
     let _ = client.close().await;
     // The dead replica leaves the view through the CLI, over TLS.
     let ca = dir.path().join("replica-0-ca.crt");
-    let out = Command::new(BIN)
-        .args(["membership", "remove"])
-        .arg(addrs(&survivors))
-        .arg(format!("127.0.0.1:{}", ports[leader]))
-        .arg("--ca")
-        .arg(&ca)
-        .output()
-        .unwrap_or_else(|e| panic!("concoord membership: {e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dead = format!("127.0.0.1:{}", ports[leader]);
+    cli_over_tls(&["membership", "remove", &addrs(&survivors), &dead], &ca);
     wait_for_leader(&survivors, 3, &tls).await;
     // And `concoord type list` reaches the group over TLS too (no user types here).
+    cli_over_tls(&["type", "list", &addrs(&survivors)], &ca);
+}
+
+/// Runs `concoord ARGS --ca CA`, which must succeed.
+fn cli_over_tls(args: &[&str], ca: &Path) {
     let out = Command::new(BIN)
-        .args(["type", "list"])
-        .arg(addrs(&survivors))
+        .args(args)
         .arg("--ca")
-        .arg(&ca)
+        .arg(ca)
         .output()
-        .unwrap_or_else(|e| panic!("concoord type list: {e}"));
+        .unwrap_or_else(|e| panic!("concoord {args:?}: {e}"));
     assert!(
         out.status.success(),
-        "{}",
+        "concoord {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -43,15 +43,10 @@ async fn open_inner(addr: &str, tls: Option<&ClientTls>) -> Result<Conn, ClientE
         .map_err(|e| unreachable(addr, e.to_string()))?;
     // Requests are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let (r, w) = match tls {
-        None => secure::tcp_halves(stream),
-        // A certificate that does not check out will not check out on a retry either.
-        Some(tls) => secure::halves(
-            tls.connect(stream, addr)
-                .await
-                .map_err(|e| ClientError::Protocol(e.to_string()))?,
-        ),
-    };
+    // A certificate that does not check out will not check out on a retry either.
+    let (r, w) = secure::dial(stream, addr, tls)
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
     frame::write_frame(&mut writer, &Hello::new(Role::Client))

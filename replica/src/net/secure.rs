@@ -294,37 +294,13 @@ impl ReplicaTls {
         })
     }
 
-    /// The client side of a handshake to the peer at `addr`, with this replica's
-    /// certificate.
-    pub async fn connect(&self, tcp: TcpStream, addr: &str) -> Result<Stream, TlsError> {
-        let connector = self.loaded().connector.clone();
-        handshake(&connector, tcp, addr).await
-    }
-}
-
-async fn handshake(
-    connector: &TlsConnector,
-    tcp: TcpStream,
-    addr: &str,
-) -> Result<Stream, TlsError> {
-    let name = server_name(addr)?;
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
-        Err(_) => Err(TlsError::Handshake(format!(
-            "{addr} did not finish the TLS handshake in {TLS_HANDSHAKE_TIMEOUT:?}"
-        ))),
-        Ok(Ok(tls)) => Ok(Box::new(tls)),
-        // A plaintext replica hangs up on the first TLS byte it reads.
-        Ok(Err(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-            ) =>
-        {
-            Err(TlsError::Handshake(format!(
-                "{addr} closed the connection during the TLS handshake: it does not serve TLS (connect without --ca) or refused our certificate"
-            )))
+    /// The client side of this replica's TLS, as in use now: the group's CA and this
+    /// replica's certificate, for its links to peers, a join, and its own client calls.
+    pub fn client(&self) -> ClientTls {
+        ClientTls {
+            connector: self.loaded().connector.clone(),
+            ca: self.files.ca.clone(),
         }
-        Ok(Err(e)) => Err(TlsError::Handshake(format!("{addr}: {e}"))),
     }
 }
 
@@ -369,8 +345,41 @@ impl ClientTls {
         })
     }
 
+    /// The client side of a handshake with the replica at `addr`.
     pub async fn connect(&self, tcp: TcpStream, addr: &str) -> Result<Stream, TlsError> {
-        handshake(&self.connector, tcp, addr).await
+        let name = server_name(addr)?;
+        let connecting = self.connector.connect(name, tcp);
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connecting).await {
+            Err(_) => Err(TlsError::Handshake(format!(
+                "{addr} did not finish the TLS handshake in {TLS_HANDSHAKE_TIMEOUT:?}"
+            ))),
+            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            // A plaintext replica hangs up on the first TLS byte it reads.
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Err(TlsError::Handshake(format!(
+                    "{addr} closed the connection during the TLS handshake: it does not serve TLS (connect without --ca) or refused our certificate"
+                )))
+            }
+            Ok(Err(e)) => Err(TlsError::Handshake(format!("{addr}: {e}"))),
+        }
+    }
+}
+
+/// The two sides of a connection dialled to `addr`: over TLS when `tls` is given (the
+/// handshake done), else the plain socket's.
+pub async fn dial(
+    tcp: TcpStream,
+    addr: &str,
+    tls: Option<&ClientTls>,
+) -> Result<(ReadHalf, WriteHalf), TlsError> {
+    match tls {
+        None => Ok(tcp_halves(tcp)),
+        Some(tls) => Ok(halves(tls.connect(tcp, addr).await?)),
     }
 }
 

@@ -160,14 +160,9 @@ async fn attempt(
     tls: Option<&ReplicaTls>,
 ) -> Result<Attempt, FrameError> {
     let stream = connect_to_other(target, my_addr).await?;
-    let (r, w) = match tls {
-        None => secure::tcp_halves(stream),
-        Some(tls) => secure::halves(
-            tls.connect(stream, target)
-                .await
-                .map_err(|e| FrameError::Handshake(e.to_string()))?,
-        ),
-    };
+    let (r, w) = secure::dial(stream, target, tls.map(ReplicaTls::client).as_ref())
+        .await
+        .map_err(|e| FrameError::Handshake(e.to_string()))?;
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
     let hello = Hello::new(Role::Joiner {

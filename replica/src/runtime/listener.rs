@@ -139,14 +139,7 @@ async fn secure_or_plain(stream: TcpStream, tls: Option<&ReplicaTls>) -> Result<
         (Some(_), false) => {
             let reason = "this replica serves TLS only: connect with --ca (the group's CA certificate)";
             let (_, w) = secure::tcp_halves(stream);
-            let mut writer = frame::writer(w);
-            let _ = frame::write_frame(
-                &mut writer,
-                &Welcome::Refused {
-                    reason: reason.into(),
-                },
-            )
-            .await;
+            tell_refused(&mut frame::writer(w), reason).await;
             Err(FrameError::Handshake(format!(
                 "it spoke plaintext to a TLS port; told it: {reason}"
             )))
@@ -167,14 +160,17 @@ async fn secure_or_plain(stream: TcpStream, tls: Option<&ReplicaTls>) -> Result<
     }
 }
 
+/// Tells the other side why it is refused, as far as it still listens.
+async fn tell_refused(writer: &mut FrameWriter<WriteHalf>, reason: &str) {
+    let refused = Welcome::Refused {
+        reason: reason.to_string(),
+    };
+    let _ = frame::write_frame(writer, &refused).await;
+}
+
+/// Refuses the hello: tells why, and ends the connection with that reason.
 async fn refuse(writer: &mut FrameWriter<WriteHalf>, reason: String) -> Result<(), FrameError> {
-    let _ = frame::write_frame(
-        writer,
-        &Welcome::Refused {
-            reason: reason.clone(),
-        },
-    )
-    .await;
+    tell_refused(writer, &reason).await;
     Err(FrameError::Handshake(reason))
 }
 

@@ -180,7 +180,7 @@ async fn compare_type_with_group(
     me: String,
     dotted: String,
     local_sha: String,
-    tls: Option<crate::net::secure::ClientTls>,
+    tls: Option<ClientTls>,
 ) {
     let opts = crate::client::ClientOptions {
         call_timeout: Some(Duration::from_secs(10)),
@@ -362,15 +362,11 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
                 tracing::info!("-o {name}: a joining replica uses the group's objects");
             }
             if let Some(ty) = &user_type {
-                let client_tls = match &cfg.tls {
-                    Some(f) => Some(ClientTls::load(&f.ca, Some(&f.cert), Some(&f.key))?),
-                    None => None,
-                };
                 tokio::spawn(compare_type_with_group(
                     me.clone(),
                     ty.dotted_name(),
                     ty.sha256.clone(),
-                    client_tls,
+                    tls.as_deref().map(ReplicaTls::client),
                 ));
             }
             if let Some(st) = &mut storage {

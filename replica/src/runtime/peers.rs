@@ -171,15 +171,12 @@ async fn stream_to(
         .map_err(|_| FrameError::Timeout)?
         .map_err(FrameError::Io)?;
     let _ = stream.set_nodelay(true);
-    let (r, w) = match tls {
-        None => secure::tcp_halves(stream),
-        Some(tls) => match tls.connect(stream, addr).await {
-            Ok(stream) => secure::halves(stream),
-            Err(e) => {
-                tracing::warn!(%addr, "cannot link to the peer: {e}");
-                return Err(FrameError::Handshake(e.to_string()));
-            }
-        },
+    let (r, w) = match secure::dial(stream, addr, tls.map(ReplicaTls::client).as_ref()).await {
+        Ok(sides) => sides,
+        Err(e) => {
+            tracing::warn!(%addr, "cannot link to the peer: {e}");
+            return Err(FrameError::Handshake(e.to_string()));
+        }
     };
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);

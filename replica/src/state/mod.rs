@@ -166,13 +166,12 @@ impl StateMachine {
         }) if self.may_defer_call(*session, object, method))
     }
 
-    /// A plain call on a user-defined object (special methods run in order).
-    fn defers(&self, object: &str, method: &str) -> bool {
-        !method.starts_with('_') && self.objects.is_user_object(object)
-    }
-
+    /// A plain call on a user-defined object (special methods run in order) from a session
+    /// with no call put off yet.
     fn may_defer_call(&self, session: SessionId, object: &str, method: &str) -> bool {
-        self.defers(object, method) && !self.deferred.iter().any(|d| d.call.session == session)
+        !method.starts_with('_')
+            && self.objects.is_user_object(object)
+            && !self.deferred.iter().any(|d| d.call.session == session)
     }
 
     /// Runs the put-off calls and records their replies.
@@ -714,6 +713,22 @@ mod tests {
         sm.apply(&cmd(9, seq, 0, op)).remove(0).result
     }
 
+    /// A machine with the TenCounter type (session 9, seq 1) and an object of it for each
+    /// name (seqs 2, 3, ...).
+    fn with_ten_counters(names: &[&str]) -> StateMachine {
+        let mut sm = machine();
+        result(&mut sm, 1, define(TEN, false));
+        for (seq, name) in (2..).zip(names) {
+            let create = Operation::Create {
+                name: (*name).into(),
+                type_name: "tencounter.TenCounter".into(),
+                args: vec![],
+            };
+            result(&mut sm, seq, create);
+        }
+        sm
+    }
+
     #[test]
     fn user_types_apply_alike_and_travel_in_snapshots() {
         let ops = [
@@ -831,17 +846,6 @@ mod tests {
     /// replies within the slot may differ.
     #[test]
     fn batched_user_calls_answer_as_one_by_one() {
-        let setup = |sm: &mut StateMachine| {
-            result(sm, 1, define(TEN, false));
-            for (seq, name) in [(2, "a"), (3, "b")] {
-                let create = Operation::Create {
-                    name: name.into(),
-                    type_name: "tencounter.TenCounter".into(),
-                    args: vec![],
-                };
-                result(sm, seq, create);
-            }
-        };
         let mut batch = vec![
             cmd(7, 1, 0, on("a", "increment")),
             cmd(7, 2, 0, on("b", "increment")),
@@ -854,11 +858,9 @@ mod tests {
             cmd(7, 7, 0, on("b", "getvalue")),
         ];
         batch.push(cmd(7, 8, 0, on("a", "getvalue")));
-        let mut together = machine();
-        setup(&mut together);
+        let mut together = with_ten_counters(&["a", "b"]);
         let mut got = together.apply_batch(&batch);
-        let mut alone = machine();
-        setup(&mut alone);
+        let mut alone = with_ten_counters(&["a", "b"]);
         let mut want: Vec<Completion> = batch.iter().flat_map(|c| alone.apply(c)).collect();
         let key = |c: &Completion| (c.session, c.seq);
         // A retry within the slot runs what its session put off, then is answered from the
@@ -886,14 +888,7 @@ mod tests {
     /// a retry is not run twice, and no snapshot is taken while calls wait.
     #[test]
     fn put_off_calls_wait_across_slots_and_run_once() {
-        let mut sm = machine();
-        result(&mut sm, 1, define(TEN, false));
-        let create = Operation::Create {
-            name: "a".into(),
-            type_name: "tencounter.TenCounter".into(),
-            args: vec![],
-        };
-        result(&mut sm, 2, create);
+        let mut sm = with_ten_counters(&["a"]);
         let seqs =
             |done: &[Completion]| done.iter().map(|c| (c.session, c.seq)).collect::<Vec<_>>();
         assert!(
@@ -949,15 +944,6 @@ mod tests {
     /// slots one by one does (the simulator caught the difference once, seed 154).
     #[test]
     fn acknowledged_put_off_calls_leave_the_cache_as_one_by_one() {
-        let setup = |sm: &mut StateMachine| {
-            result(sm, 1, define(TEN, false));
-            let create = Operation::Create {
-                name: "a".into(),
-                type_name: "tencounter.TenCounter".into(),
-                args: vec![],
-            };
-            result(sm, 2, create);
-        };
         let slots = [
             vec![cmd(7, 1, 1, on("a", "increment"))],
             vec![cmd(7, 2, 2, on("a", "getvalue"))],
@@ -966,15 +952,13 @@ mod tests {
                 cmd(7, 3, 3, on("a", "increment")),
             ],
         ];
-        let mut together = machine();
-        setup(&mut together);
+        let mut together = with_ten_counters(&["a"]);
         let mut got = Vec::new();
         for slot in &slots {
             got.extend(together.apply_slot(slot));
         }
         got.extend(together.run_put_off());
-        let mut alone = machine();
-        setup(&mut alone);
+        let mut alone = with_ten_counters(&["a"]);
         let mut want: Vec<Completion> = slots.iter().flat_map(|s| alone.apply_batch(s)).collect();
         let key = |c: &Completion| (c.session, c.seq);
         got.sort_by_key(key);
