@@ -102,7 +102,7 @@ pub enum CertsAction {
         days: u32,
     },
     /// Issue DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA: a replica's certificate
-    /// (give its addresses with --host) or a client's (its common name is the user)
+    /// (give its addresses with --host) or, with --client, a user's (NAME is the user)
     Issue {
         #[arg(value_name = "DIR")]
         dir: std::path::PathBuf,
@@ -115,6 +115,10 @@ pub enum CertsAction {
         /// Days the certificate is valid
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// A client's certificate: it proves a user (its common name) to replicas with an
+        /// auth file, but cannot serve or link as a replica
+        #[arg(long, conflicts_with = "hosts")]
+        client: bool,
     },
 }
 
@@ -156,7 +160,7 @@ pub enum TypeAction {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        tls: ClientTlsArgs,
+        creds: CredentialArgs,
     },
     /// List the user types: name, sha256, size, objects, methods
     List {
@@ -166,7 +170,7 @@ pub enum TypeAction {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        tls: ClientTlsArgs,
+        creds: CredentialArgs,
     },
     /// Print a user type's source as the group holds it
     Show {
@@ -179,7 +183,7 @@ pub enum TypeAction {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        tls: ClientTlsArgs,
+        creds: CredentialArgs,
     },
 }
 
@@ -502,6 +506,20 @@ pub struct ReplicaArgs {
     /// The group's CA certificate (PEM): peers and client certificates must be signed by it
     #[arg(long = "tls-ca", value_name = "FILE", env = "CONCOORD_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Require clients to prove who they are, and give each identity a role: lines of
+    /// 'token NAME ROLE SECRET' and 'certificate COMMON-NAME ROLE' (roles: admin, client,
+    /// readonly). Re-read on SIGHUP and when the file changes
+    #[arg(long = "auth-file", value_name = "FILE", env = "CONCOORD_AUTH_FILE")]
+    pub auth_file: Option<std::path::PathBuf>,
+    /// The token this replica shows when it links to peers or joins, for a group with an
+    /// auth file and no TLS (an admin token); with TLS its certificate proves it
+    #[arg(
+        long = "token",
+        value_name = "TOKEN",
+        env = "CONCOORD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 impl ReplicaArgs {
@@ -547,6 +565,12 @@ impl ReplicaArgs {
                 self.tls_ca.clone(),
             )
             .map_err(|e| CliError::Usage(e.to_string()))?,
+            auth_file: self.auth_file.clone(),
+            token: self
+                .token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(crate::auth::Token::new),
             dns: self.dns()?,
         })
     }
@@ -660,9 +684,10 @@ impl ReplicaArgs {
     }
 }
 
-/// How a client reaches a replica that serves TLS.
+/// How a client reaches a replica that serves TLS, and proves who it is to one with an
+/// auth file.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ClientTlsArgs {
+pub struct CredentialArgs {
     /// The group's CA certificate (PEM): connect over TLS and check the replicas against it
     #[arg(long = "ca", value_name = "FILE", env = "CONCOORD_CA")]
     pub ca: Option<std::path::PathBuf>,
@@ -682,17 +707,45 @@ pub struct ClientTlsArgs {
         requires = "ca"
     )]
     pub key: Option<std::path::PathBuf>,
+    /// A bearer token for replicas with an auth file (prefer the environment variable: a
+    /// command line is visible to other users of the machine)
+    #[arg(
+        long = "token",
+        value_name = "TOKEN",
+        env = "CONCOORD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
-impl ClientTlsArgs {
-    /// The client's TLS, or `None` for plaintext; unreadable files are a usage error.
-    pub fn load(&self) -> Result<Option<crate::net::secure::ClientTls>, CliError> {
-        let Some(ca) = &self.ca else {
-            return Ok(None);
+impl CredentialArgs {
+    /// The client's TLS (none: plaintext) and token; unreadable files are a usage error.
+    pub fn load(&self) -> Result<crate::client::Credentials, CliError> {
+        let tls = match &self.ca {
+            None => None,
+            Some(ca) => Some(
+                crate::net::secure::ClientTls::load(ca, self.cert.as_deref(), self.key.as_deref())
+                    .map_err(|e| CliError::Usage(e.to_string()))?,
+            ),
         };
-        crate::net::secure::ClientTls::load(ca, self.cert.as_deref(), self.key.as_deref())
-            .map(Some)
-            .map_err(|e| CliError::Usage(e.to_string()))
+        Ok(crate::client::Credentials {
+            tls,
+            token: self
+                .token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(crate::auth::Token::new),
+        })
+    }
+
+    /// Default client options with these credentials.
+    pub fn client_options(&self) -> Result<crate::client::ClientOptions, CliError> {
+        let creds = self.load()?;
+        Ok(crate::client::ClientOptions {
+            tls: creds.tls,
+            token: creds.token,
+            ..crate::client::ClientOptions::default()
+        })
     }
 }
 
@@ -723,7 +776,7 @@ pub struct CallArgs {
     #[arg(long)]
     pub hold: bool,
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub creds: CredentialArgs,
     /// OBJECT METHOD [ARG...]; with --create, the constructor's ARGs
     #[arg(value_name = "ARGS", allow_negative_numbers = true)]
     pub rest: Vec<String>,
@@ -747,7 +800,7 @@ pub struct LockArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub creds: CredentialArgs,
     /// The command to run while holding the lock (after `--`); none: hold until Ctrl-C
     #[arg(value_name = "COMMAND", last = true)]
     pub command: Vec<String>,
@@ -771,7 +824,7 @@ pub enum MembershipAction {
         #[arg(value_name = "REPLICA")]
         replica: String,
         #[command(flatten)]
-        tls: ClientTlsArgs,
+        creds: CredentialArgs,
     },
     /// Remove a member, by id or "host:port"; a leader hands over leadership first
     Remove {
@@ -780,7 +833,7 @@ pub enum MembershipAction {
         #[arg(value_name = "REPLICA")]
         replica: String,
         #[command(flatten)]
-        tls: ClientTlsArgs,
+        creds: CredentialArgs,
     },
 }
 
@@ -795,7 +848,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub creds: CredentialArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -818,7 +871,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub creds: CredentialArgs,
 }
 
 #[derive(Args, Debug)]
@@ -841,7 +894,7 @@ pub struct BenchArgs {
     #[arg(long = "object-path", value_name = "DIR")]
     pub object_path: Vec<std::path::PathBuf>,
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub creds: CredentialArgs,
 }
 
 #[derive(Args, Debug)]

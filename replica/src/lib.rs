@@ -1,6 +1,7 @@
 //! ConCoord-rs: objects replicated with Multi-Paxos and called by clients like local
 //! objects, with a distributed threading library (locks, semaphores, barriers, conditions).
 
+pub mod auth;
 pub mod aws;
 pub mod cli;
 pub mod client;

@@ -43,6 +43,11 @@ impl Ca {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
+        // A replica's certificate, as `concoord certs issue --host` makes it.
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         if expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);

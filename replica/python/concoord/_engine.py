@@ -23,6 +23,7 @@ from .exceptions import (
     ConnectionError,
     InvalidAddress,
     ProtocolError,
+    PermissionError as RemotePermissionError,
     SessionExpired,
     Timeout,
     remote_error,
@@ -51,6 +52,7 @@ class Options:
         backoff_min=0.1,
         backoff_max=2.0,
         tls=None,
+        token=None,
     ):
         #: Deadline of a non-blocking call; None waits forever.
         self.timeout = timeout
@@ -69,6 +71,8 @@ class Options:
         self.backoff_max = backoff_max
         #: An ssl.SSLContext for replicas that serve TLS; None speaks plaintext.
         self.tls = tls
+        #: A bearer token for replicas with an auth file; None shows none.
+        self.token = token
 
 
 class _Call:
@@ -260,7 +264,13 @@ class Engine:
         self._leaderless_since = time.monotonic()
         while not self._closed:
             try:
-                reader, failures = await self._connect_round()
+                try:
+                    reader, failures = await self._connect_round()
+                except RemotePermissionError as e:
+                    # The credentials are wrong for every replica: retrying cannot help.
+                    self._fail_start(e)
+                    self._fail_all(e)
+                    return
                 if reader is None:
                     if first_round and self._seeds.domain is None:
                         self._start_failed(failures)
@@ -381,6 +391,8 @@ class Engine:
                 if addr in self._addrs:
                     self._cursor = self._addrs.index(addr)
                 return reader, failures
+            except RemotePermissionError:
+                raise
             except (
                 OSError,
                 ValueError,
@@ -408,7 +420,7 @@ class Engine:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            writer.write(_wire.pack(_wire.hello()))
+            writer.write(_wire.pack(_wire.hello(self.options.token)))
             try:
                 welcome = await asyncio.wait_for(_read_frame(reader), timeout)
             except asyncio.TimeoutError:

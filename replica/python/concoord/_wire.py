@@ -6,7 +6,7 @@ import struct
 
 import msgpack
 
-from .exceptions import ProtocolError
+from .exceptions import ProtocolError, remote_error
 
 PROTOCOL_VERSION = 1
 MAGIC = "concoord"
@@ -40,8 +40,12 @@ def unpack(body):
         raise ProtocolError("undecodable frame from the replica: %s" % e) from None
 
 
-def hello():
-    return {"magic": MAGIC, "version": PROTOCOL_VERSION, "role": "Client"}
+def hello(token=None):
+    """The client's first frame; ``token`` proves who it is to replicas with an auth file."""
+    frame = {"magic": MAGIC, "version": PROTOCOL_VERSION, "role": "Client"}
+    if token:
+        frame["token"] = token
+    return frame
 
 
 def welcome_replica(frame):
@@ -53,7 +57,14 @@ def welcome_replica(frame):
                 raise ProtocolError("replica speaks protocol version %r" % data.get("version"))
             return data.get("replica")
         if tag == "Refused" and isinstance(data, dict):
-            raise ProtocolError("the replica refused the connection: %s" % data.get("reason"))
+            reason = str(data.get("reason"))
+            # No credentials or the wrong ones: a PermissionError, as a refused call is.
+            if reason.startswith("PermissionError: "):
+                raise remote_error(
+                    "PermissionError",
+                    "the replica refused the connection: %s" % reason[len("PermissionError: "):],
+                )
+            raise ProtocolError("the replica refused the connection: %s" % reason)
     raise ProtocolError("unexpected answer to the hello: %r" % (frame,))
 
 

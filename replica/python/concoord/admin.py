@@ -1,6 +1,7 @@
 """Questions any replica answers without a session: its status (replica/PROTOCOL.md,
 "Status")."""
 
+import os
 import socket
 
 from . import _discovery, _wire
@@ -8,10 +9,12 @@ from .aio import tls_context
 from .exceptions import ProtocolError
 
 
-def status(addr, timeout=2.0, ca=None, cert=None, key=None):
+def status(addr, timeout=2.0, ca=None, cert=None, key=None, token=None):
     """The status report of the replica at ``addr`` ("host:port") as a dict: ``replica``,
     ``view`` (members, learners), ``leader``, ``is_leader``, ``decided_upto``, ...
-    ``ca`` (and ``cert``, ``key``) as for :class:`concoord.Client`: over TLS."""
+    ``ca`` (and ``cert``, ``key``) as for :class:`concoord.Client`: over TLS; ``token`` (or
+    ``CONCOORD_TOKEN``) for a replica with an auth file."""
+    token = token or os.environ.get("CONCOORD_TOKEN") or None
     _discovery.check_addr(addr)
     host, _, port = addr.rpartition(":")
     host = host.strip("[]")
@@ -19,7 +22,7 @@ def status(addr, timeout=2.0, ca=None, cert=None, key=None):
     with socket.create_connection((host, int(port)), timeout=timeout) as raw:
         sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=host)
         sock.settimeout(timeout)
-        _send(sock, _wire.hello())
+        _send(sock, _wire.hello(token))
         _wire.welcome_replica(_recv(sock))
         _send(sock, _wire.STATUS)
         tag, data = _wire.variant(_recv(sock))

@@ -47,11 +47,15 @@ def free_ports(n):
 class Cluster:
     """A group of replica processes; the first founds it, the others join one by one."""
 
-    def __init__(self, n=3, domain=None, extra=(), object="counter", env=None, pki=None):
+    def __init__(self, n=3, domain=None, extra=(), object="counter", env=None, pki=None,
+                 token=None):
         self.bin = concoord_bin()
         # A directory made by `concoord certs`: every replica serves TLS with a certificate
         # of its own, and the status checks go over TLS.
         self.pki = pki
+        # With an auth file among the flags: the admin token the replicas link with and the
+        # status checks show.
+        self.token = token
         self.object = object
         self.env = None if env is None else dict(os.environ, **env)
         self.ports = free_ports(n)
@@ -77,6 +81,8 @@ class Cluster:
     def start(self, i):
         cmd = [self.bin, "replica", "-o", self.object, "-a", "127.0.0.1", "-p", str(self.ports[i])]
         cmd += TIMING_FLAGS + self.extra
+        if self.token:
+            cmd += ["--token", self.token]
         if self.pki:
             name = "replica-%d" % self.ports[i]
             cert = os.path.join(self.pki, name + ".crt")
@@ -97,7 +103,7 @@ class Cluster:
     def status(self, i):
         ca = os.path.join(self.pki, "ca.crt") if self.pki else None
         try:
-            return concoord.admin.status(self.addr(i), timeout=0.5, ca=ca)
+            return concoord.admin.status(self.addr(i), timeout=0.5, ca=ca, token=self.token)
         except (OSError, concoord.ConCoordError):
             return None
 

@@ -16,7 +16,7 @@ from conftest import Cluster, concoord_bin
 def pki(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("pki"))
     subprocess.run([concoord_bin(), "certs", "init", d], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([concoord_bin(), "certs", "issue", d, "alice"], check=True,
+    subprocess.run([concoord_bin(), "certs", "issue", d, "alice", "--client"], check=True,
                    stdout=subprocess.DEVNULL)
     return d
 

@@ -1,10 +1,10 @@
 //! One TCP connection to one replica: connect, handshake, then a reader and a writer task
 //! that report to the driver through events.
 
-use super::ClientError;
+use super::{ClientError, Credentials};
 use crate::command::ReplicaId;
 use crate::net::frame::{self, FrameReader, FrameWriter};
-use crate::net::secure::{self, ClientTls, ReadHalf, WriteHalf};
+use crate::net::secure::{self, ReadHalf, WriteHalf};
 use crate::net::wire::{
     ClientFrame, Hello, PROTOCOL_VERSION, ReplicaFrame, Role, StatusReport, Welcome,
 };
@@ -29,27 +29,28 @@ pub(crate) struct Conn {
 pub(crate) async fn open(
     addr: &str,
     limit: Duration,
-    tls: Option<&ClientTls>,
+    creds: &Credentials,
 ) -> Result<Conn, ClientError> {
-    match tokio::time::timeout(limit, open_inner(addr, tls)).await {
+    match tokio::time::timeout(limit, open_inner(addr, creds)).await {
         Ok(result) => result,
         Err(_) => Err(unreachable(addr, format!("no handshake within {limit:?}"))),
     }
 }
 
-async fn open_inner(addr: &str, tls: Option<&ClientTls>) -> Result<Conn, ClientError> {
+async fn open_inner(addr: &str, creds: &Credentials) -> Result<Conn, ClientError> {
     let stream = crate::net::resolve::connect(addr)
         .await
         .map_err(|e| unreachable(addr, e.to_string()))?;
     // Requests are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     // A certificate that does not check out will not check out on a retry either.
-    let (r, w) = secure::dial(stream, addr, tls)
+    let (r, w) = secure::dial(stream, addr, creds.tls.as_ref())
         .await
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
-    frame::write_frame(&mut writer, &Hello::new(Role::Client))
+    let hello = Hello::with_token(Role::Client, creds.token.clone());
+    frame::write_frame(&mut writer, &hello)
         .await
         .map_err(|e| unreachable(addr, e.to_string()))?;
     let welcome: Welcome = frame::read_frame(&mut reader)
@@ -64,9 +65,16 @@ async fn open_inner(addr: &str, tls: Option<&ClientTls>) -> Result<Conn, ClientE
         Welcome::Accepted { version, .. } => Err(ClientError::Protocol(format!(
             "{addr} speaks protocol version {version}, this client speaks {PROTOCOL_VERSION}"
         ))),
-        Welcome::Refused { reason } => Err(ClientError::Protocol(format!(
-            "{addr} refused the connection: {reason}"
-        ))),
+        // No credentials, or the wrong ones: as a call refused for its role would be.
+        Welcome::Refused { reason } => match reason.strip_prefix("PermissionError: ") {
+            Some(message) => Err(ClientError::remote(
+                "PermissionError",
+                format!("{addr} refused the connection: {message}"),
+            )),
+            None => Err(ClientError::Protocol(format!(
+                "{addr} refused the connection: {reason}"
+            ))),
+        },
     }
 }
 
@@ -87,18 +95,19 @@ pub(crate) fn reason(e: &ClientError) -> String {
 
 /// Asks one replica for its status, without opening a session.
 pub async fn fetch_status(addr: &str, limit: Duration) -> Result<StatusReport, ClientError> {
-    fetch_status_with(addr, limit, None).await
+    fetch_status_with(addr, limit, Credentials::default()).await
 }
 
-/// [`fetch_status`] over TLS when `tls` is given.
+/// [`fetch_status`] with TLS and a token, as `creds` say.
 pub async fn fetch_status_with(
     addr: &str,
     limit: Duration,
-    tls: Option<&ClientTls>,
+    creds: impl Into<Credentials>,
 ) -> Result<StatusReport, ClientError> {
     super::addr::check_addr(addr)?;
+    let creds = creds.into();
     let ask = async {
-        let mut conn = open(addr, limit, tls).await?;
+        let mut conn = open(addr, limit, &creds).await?;
         frame::write_frame(&mut conn.writer, &ClientFrame::Status)
             .await
             .map_err(|e| unreachable(addr, e.to_string()))?;
@@ -150,10 +159,10 @@ pub(crate) async fn run_link(
     link: u64,
     addr: String,
     limit: Duration,
-    tls: Option<ClientTls>,
+    creds: Credentials,
     events: mpsc::Sender<Event>,
 ) {
-    let conn = match open(&addr, limit, tls.as_ref()).await {
+    let conn = match open(&addr, limit, &creds).await {
         Ok(conn) => conn,
         Err(error) => {
             let _ = events.send(Event::ConnectFailed { link, error }).await;

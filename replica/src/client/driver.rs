@@ -512,6 +512,11 @@ impl Driver {
         self.last_error = conn::reason(error);
         tracing::debug!(error = %self.last_error, "connect failed");
         self.connect_failures += 1;
+        // The group refused our credentials: every waiting call hears it now, as it
+        // would hear a refused call (another replica would refuse them too).
+        if error.is_remote("PermissionError") {
+            self.fail_waiting(error);
+        }
         // Nothing answered at all: say so now rather than after the failover timeout, unless
         // the addresses came from DNS, where a new lookup may find the members elsewhere.
         if !self.ever_connected
@@ -801,7 +806,7 @@ impl Driver {
             id,
             addr.clone(),
             self.opts.connect_timeout,
-            self.opts.tls.clone(),
+            self.opts.credentials(),
             self.events_tx.clone(),
         ));
         self.keepalive_sent = None;

@@ -1,27 +1,26 @@
 //! Membership changes for administrators and the operator: add or remove one replica,
 //! going to the leader and waiting until the change is decided.
 
-use super::ClientError;
 use super::addr::resolve_addrs;
 use super::conn::{open, reason};
+use super::{ClientError, Credentials};
 use crate::command::View;
 use crate::net::frame;
-use crate::net::secure::ClientTls;
 use crate::net::wire::{ClientFrame, MembershipChange, MembershipReply, ReplicaFrame};
 use std::time::{Duration, Instant};
 
 /// Adds a replica that will listen at `replica` ("host:port"); done when the change is
 /// decided. Adding an address that is already a member changes nothing.
 pub async fn add_member(addrs: &str, replica: &str, limit: Duration) -> Result<View, ClientError> {
-    add_member_over(addrs, replica, limit, None).await
+    add_member_over(addrs, replica, limit, Credentials::default()).await
 }
 
-/// [`add_member`] over TLS when `tls` is given.
+/// [`add_member`] with TLS and a token, as `creds` say.
 pub async fn add_member_over(
     addrs: &str,
     replica: &str,
     limit: Duration,
-    tls: Option<&ClientTls>,
+    creds: impl Into<Credentials>,
 ) -> Result<View, ClientError> {
     super::addr::check_addr(replica)?;
     change(
@@ -30,7 +29,7 @@ pub async fn add_member_over(
             addr: replica.to_string(),
         },
         limit,
-        tls,
+        creds.into(),
     )
     .await
 }
@@ -42,15 +41,15 @@ pub async fn remove_member(
     replica: &str,
     limit: Duration,
 ) -> Result<View, ClientError> {
-    remove_member_over(addrs, replica, limit, None).await
+    remove_member_over(addrs, replica, limit, Credentials::default()).await
 }
 
-/// [`remove_member`] over TLS when `tls` is given.
+/// [`remove_member`] with TLS and a token, as `creds` say.
 pub async fn remove_member_over(
     addrs: &str,
     replica: &str,
     limit: Duration,
-    tls: Option<&ClientTls>,
+    creds: impl Into<Credentials>,
 ) -> Result<View, ClientError> {
     change(
         addrs,
@@ -58,7 +57,7 @@ pub async fn remove_member_over(
             replica: replica.to_string(),
         },
         limit,
-        tls,
+        creds.into(),
     )
     .await
 }
@@ -67,7 +66,7 @@ async fn change(
     addrs: &str,
     change: MembershipChange,
     limit: Duration,
-    tls: Option<&ClientTls>,
+    creds: Credentials,
 ) -> Result<View, ClientError> {
     let seeds = resolve_addrs(addrs).await?;
     let deadline = Instant::now() + limit;
@@ -83,7 +82,7 @@ async fn change(
             tried.push(target.clone());
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match ask(&target, &change, left, tls).await {
+        match ask(&target, &change, left, &creds).await {
             Ok(MembershipReply::Done { view }) => return Ok(view),
             Ok(MembershipReply::NotLeader {
                 leader: Some(leader),
@@ -101,9 +100,9 @@ async fn change(
                 last_error = reason;
             }
             Ok(MembershipReply::Refused { reason }) => {
-                return Err(ClientError::Remote {
-                    kind: "MembershipError".into(),
-                    message: reason,
+                return Err(match reason.strip_prefix("PermissionError: ") {
+                    Some(message) => ClientError::remote("PermissionError", message),
+                    None => ClientError::remote("MembershipError", reason),
                 });
             }
             Err(e) => last_error = reason(&e),
@@ -119,10 +118,10 @@ async fn ask(
     addr: &str,
     change: &MembershipChange,
     limit: Duration,
-    tls: Option<&ClientTls>,
+    creds: &Credentials,
 ) -> Result<MembershipReply, ClientError> {
     let work = async {
-        let mut conn = open(addr, limit, tls).await?;
+        let mut conn = open(addr, limit, creds).await?;
         frame::write_frame(&mut conn.writer, &ClientFrame::Membership(change.clone()))
             .await
             .map_err(|e| ClientError::Protocol(format!("{addr}: {e}")))?;

@@ -38,7 +38,7 @@ pub use convert::{acquired, truthy};
 pub use error::ClientError;
 pub use handle::{Client, TypeSummary, is_blocking_method};
 pub use membership::{add_member, add_member_over, remove_member, remove_member_over};
-pub use options::ClientOptions;
+pub use options::{ClientOptions, Credentials};
 pub use proxies::{
     Bank, Barrier, BoundedSemaphore, Condition, Counter, Dict, JobManager, Lock, Log, Membership,
     MeshMembership, ObjectRef, Queue, RLock, Semaphore, Stack,

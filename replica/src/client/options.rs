@@ -1,5 +1,7 @@
 //! Deadlines and periods of a client.
 
+use crate::auth::Token;
+use crate::net::secure::ClientTls;
 use std::time::Duration;
 
 /// How a [`Client`](super::Client) times its calls, keep-alives and failover.
@@ -27,6 +29,35 @@ pub struct ClientOptions {
     /// Connect over TLS, checking replicas against this CA (and showing a client
     /// certificate if it has one); `None` speaks plaintext.
     pub tls: Option<crate::net::secure::ClientTls>,
+    /// A bearer token for replicas with an auth file (`--token`, `CONCOORD_TOKEN`).
+    pub token: Option<Token>,
+}
+
+impl ClientOptions {
+    /// What the client shows every replica it connects to.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            tls: self.tls.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// How a connection is protected and who it says it is: TLS (with the group's CA, and a
+/// client certificate if it has one) and a bearer token, each optional.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    pub tls: Option<ClientTls>,
+    pub token: Option<Token>,
+}
+
+impl From<Option<&ClientTls>> for Credentials {
+    fn from(tls: Option<&ClientTls>) -> Credentials {
+        Credentials {
+            tls: tls.cloned(),
+            token: None,
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -41,6 +72,7 @@ impl Default for ClientOptions {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
             tls: None,
+            token: None,
         }
     }
 }

@@ -18,6 +18,7 @@ fn opts() -> ClientOptions {
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
         tls: None,
+        token: None,
     }
 }
 

@@ -236,8 +236,41 @@ impl std::fmt::Debug for ReplicaTls {
 /// What the listener learned from a TLS handshake.
 pub struct Accepted {
     pub stream: Stream,
-    /// The other side showed a certificate that the group's CA signed.
-    pub has_certificate: bool,
+    /// The certificate the other side showed (the group's CA signed it), if any.
+    pub certificate: Option<PeerCertificate>,
+}
+
+/// What a verified client certificate says about its holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// Its subject's common name: the user, for the auth file.
+    pub name: Option<String>,
+    /// It may serve (extended key usage serverAuth): a replica's certificate, as
+    /// `concoord certs issue --host` makes. Only these may link as peers or join; a
+    /// client's certificate (`--client`) may not.
+    pub replica: bool,
+}
+
+impl PeerCertificate {
+    /// Reads the name and usage from the certificate's DER; one that does not parse (rustls
+    /// accepted it, so this should not happen) names nobody and cannot link.
+    pub fn from_der(der: &[u8]) -> PeerCertificate {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return PeerCertificate {
+                name: None,
+                replica: false,
+            };
+        };
+        let name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        let replica = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.server_auth);
+        PeerCertificate { name, replica }
+    }
 }
 
 impl ReplicaTls {
@@ -283,14 +316,15 @@ impl ReplicaTls {
             .await
             .map_err(|_| TlsError::Handshake("no handshake in time".into()))?
             .map_err(|e| TlsError::Handshake(e.to_string()))?;
-        let has_certificate = tls
+        let certificate = tls
             .get_ref()
             .1
             .peer_certificates()
-            .is_some_and(|c| !c.is_empty());
+            .and_then(|chain| chain.first())
+            .map(|end_entity| PeerCertificate::from_der(end_entity.as_ref()));
         Ok(Accepted {
             stream: Box::new(tls),
-            has_certificate,
+            certificate,
         })
     }
 

@@ -4,6 +4,7 @@
 //! from the replica; then clients send [`ClientFrame`]s and receive [`ReplicaFrame`]s, and
 //! peers exchange [`PeerFrame`]s.
 
+use crate::auth::Token;
 use crate::command::{ClientCommand, ReplicaId, SessionId, Value, View};
 use crate::paxos::Message;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub struct Hello {
     pub magic: String,
     pub version: u32,
     pub role: Role,
+    /// A bearer token, for a replica with an auth file (ConCoord's security token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Token>,
 }
 
 impl Hello {
@@ -26,6 +30,15 @@ impl Hello {
             magic: MAGIC.to_string(),
             version: PROTOCOL_VERSION,
             role,
+            token: None,
+        }
+    }
+
+    /// The hello of a client or replica that proves itself with `token`.
+    pub fn with_token(role: Role, token: Option<Token>) -> Hello {
+        Hello {
+            token,
+            ..Hello::new(role)
         }
     }
 }

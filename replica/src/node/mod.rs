@@ -201,6 +201,11 @@ impl Node {
         self.paxos.view().addr_of(id).map(str::to_string)
     }
 
+    /// Whether a call of `method` on `object` would change no state here now.
+    pub fn is_read_only_call(&self, object: &str, method: &str) -> bool {
+        self.state.is_read_only(object, method)
+    }
+
     pub fn status(&self) -> StatusReport {
         let b = self.paxos.ballot();
         StatusReport {

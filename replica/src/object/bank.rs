@@ -30,6 +30,7 @@ impl Bank {
 
 impl SimpleObject for Bank {
     const CLASS: &'static str = "Bank";
+    const READ_ONLY: &'static [&'static str] = &["balance"];
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {

@@ -103,6 +103,10 @@ impl ReplicatedObject for Barrier {
         "Barrier"
     }
 
+    fn is_read_only(&self, method: &str) -> bool {
+        matches!(method, "parties" | "n_waiting" | "broken")
+    }
+
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome {
         Outcome::from_result(self.dispatch(call, method, args, fx))
     }

@@ -24,6 +24,7 @@ impl Counter {
 
 impl SimpleObject for Counter {
     const CLASS: &'static str = "Counter";
+    const READ_ONLY: &'static [&'static str] = &["getvalue"];
 
     fn from_args(args: &[Value]) -> Result<Counter, ObjectError> {
         arity(Self::CLASS, args, &["value"], 0)?;

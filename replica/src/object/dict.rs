@@ -40,6 +40,8 @@ impl Dict {
 
 impl SimpleObject for Dict {
     const CLASS: &'static str = "Dict";
+    const READ_ONLY: &'static [&'static str] =
+        &["get", "contains", "keys", "values", "items", "len"];
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {

@@ -14,6 +14,7 @@ pub struct JobManager {
 
 impl SimpleObject for JobManager {
     const CLASS: &'static str = "JobManager";
+    const READ_ONLY: &'static [&'static str] = &["list_jobs"];
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {

@@ -51,6 +51,10 @@ impl ReplicatedObject for Lock {
         "Lock"
     }
 
+    fn is_read_only(&self, method: &str) -> bool {
+        matches!(method, "locked")
+    }
+
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome {
         Outcome::from_result(self.dispatch(call, method, args, fx))
     }

@@ -14,6 +14,7 @@ pub struct Log {
 
 impl SimpleObject for Log {
     const CLASS: &'static str = "Log";
+    const READ_ONLY: &'static [&'static str] = &["read"];
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {

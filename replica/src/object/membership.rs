@@ -16,6 +16,7 @@ pub struct Membership {
 
 impl SimpleObject for Membership {
     const CLASS: &'static str = "Membership";
+    const READ_ONLY: &'static [&'static str] = &["members"];
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {

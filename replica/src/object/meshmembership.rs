@@ -205,6 +205,13 @@ impl ReplicatedObject for MeshMembership {
         "MeshMembership"
     }
 
+    fn is_read_only(&self, method: &str) -> bool {
+        matches!(
+            method,
+            "check_member" | "get_group_members" | "get_group_epoch" | "get_group_state"
+        )
+    }
+
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome {
         Outcome::from_result(self.dispatch(call, method, args, fx))
     }

@@ -153,6 +153,12 @@ pub trait ReplicatedObject: Send + fmt::Debug {
     /// `__str__`, e.g. `<DSemaphore object>`.
     fn describe(&self) -> String;
 
+    /// Whether `method` never changes the object's state (the `readonly` role may call
+    /// it). False unless the type says so: an unknown method is never a read.
+    fn is_read_only(&self, _method: &str) -> bool {
+        false
+    }
+
     /// `__repr__`, e.g. `<DSemaphore count=0>`; the same as `__str__` unless the type says
     /// otherwise (ConCoord 1.1's threading objects show their state only in `__repr__`).
     fn repr(&self) -> String {
@@ -197,6 +203,9 @@ pub trait SimpleObject: Serialize + serde::de::DeserializeOwned + Send + fmt::De
     /// name its constructor reports argument errors under.
     const CLASS: &'static str;
 
+    /// The methods that never change the object's state.
+    const READ_ONLY: &'static [&'static str] = &[];
+
     /// Builds the object from constructor arguments. By default the constructor takes no
     /// arguments and starts from `Default`.
     fn from_args(args: &[Value]) -> Result<Self, ObjectError>
@@ -237,6 +246,10 @@ impl<T: SimpleObject> ReplicatedObject for T {
 
     fn describe(&self) -> String {
         self.show()
+    }
+
+    fn is_read_only(&self, method: &str) -> bool {
+        T::READ_ONLY.contains(&method)
     }
 
     fn save(&self) -> Result<Vec<u8>, ObjectError> {

@@ -120,6 +120,10 @@ impl ReplicatedObject for Queue {
         "Queue"
     }
 
+    fn is_read_only(&self, method: &str) -> bool {
+        matches!(method, "qsize" | "empty" | "full")
+    }
+
     fn invoke(&mut self, call: CallId, method: &str, args: &[Value], fx: &mut Effects) -> Outcome {
         Outcome::from_result(self.dispatch(call, method, args, fx))
     }

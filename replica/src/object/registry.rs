@@ -444,6 +444,20 @@ impl Registry {
         }
     }
 
+    /// Whether calling `method` on `object` leaves every object as it was, so the `readonly`
+    /// role may make the call. `__str__` and `__repr__` of the built-ins are reads; a user
+    /// type's code may do anything, so none of its methods is.
+    pub fn is_read_only(&self, object: &str, method: &str) -> bool {
+        let Some(entry) = self.objects.get(object) else {
+            // Calling a missing object changes nothing: it fails with NameError.
+            return true;
+        };
+        if matches!(entry.info, ObjectType::User(_)) {
+            return false;
+        }
+        matches!(method, "__str__" | "__repr__") || entry.object.is_read_only(method)
+    }
+
     /// The session is gone: every object, in name order, releases what it held.
     pub fn session_expired(&mut self, session: SessionId, fx: &mut Effects) {
         for entry in self.objects.values_mut() {

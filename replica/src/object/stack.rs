@@ -14,6 +14,7 @@ pub struct Stack {
 
 impl SimpleObject for Stack {
     const CLASS: &'static str = "Stack";
+    const READ_ONLY: &'static [&'static str] = &["get_size", "get_stack"];
 
     fn call(&mut self, method: &str, args: &[Value]) -> CallResult {
         match method {

@@ -30,6 +30,12 @@ pub struct ReplicaConfig {
     pub advertise_ip: Option<std::net::IpAddr>,
     /// `--tls-cert/--tls-key/--tls-ca`: serve TLS and link to peers with mutual TLS.
     pub tls: Option<crate::net::secure::TlsFiles>,
+    /// `--auth-file`: clients must prove who they are (a token or a client certificate)
+    /// and may do what their role allows.
+    pub auth_file: Option<std::path::PathBuf>,
+    /// `--token`: what this replica shows when it links to peers or joins a group whose
+    /// replicas have an auth file and no TLS (with TLS its certificate proves it).
+    pub token: Option<crate::auth::Token>,
 }
 
 impl ReplicaConfig {

@@ -4,6 +4,7 @@
 //! leader, retry while a membership change is in progress, and give up with a clear reason
 //! when nobody answers.
 
+use crate::auth::Token;
 use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
 use crate::net::secure::{self, ReplicaTls};
@@ -31,6 +32,7 @@ pub async fn join(
     my_addr: &str,
     limit: Duration,
     tls: Option<&ReplicaTls>,
+    token: Option<Token>,
 ) -> Result<Joined, String> {
     let deadline = Instant::now() + limit;
     let mut seeds = Seeds::new(bootstrap);
@@ -38,7 +40,7 @@ pub async fn join(
     let mut backoff = Duration::from_millis(100);
     let mut last_error;
     loop {
-        match attempt(&target, my_addr, tls).await {
+        match attempt(&target, my_addr, tls, token.as_ref()).await {
             Ok(Attempt::Joined(j)) => return Ok(j),
             Ok(Attempt::Redirect(Some(leader))) => {
                 tracing::info!("{target} does not lead; asking {leader}");
@@ -158,6 +160,7 @@ async fn attempt(
     target: &str,
     my_addr: &str,
     tls: Option<&ReplicaTls>,
+    token: Option<&Token>,
 ) -> Result<Attempt, FrameError> {
     let stream = connect_to_other(target, my_addr).await?;
     let (r, w) = secure::dial(stream, target, tls.map(ReplicaTls::client).as_ref())
@@ -165,9 +168,12 @@ async fn attempt(
         .map_err(|e| FrameError::Handshake(e.to_string()))?;
     let mut reader = frame::reader(r);
     let mut writer = frame::writer(w);
-    let hello = Hello::new(Role::Joiner {
-        addr: my_addr.to_string(),
-    });
+    let hello = Hello::with_token(
+        Role::Joiner {
+            addr: my_addr.to_string(),
+        },
+        token.cloned(),
+    );
     frame::write_frame(&mut writer, &hello).await?;
     if let Welcome::Refused { reason } =
         frame::read_frame_within(&mut reader, frame::HANDSHAKE_TIMEOUT).await?

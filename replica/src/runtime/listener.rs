@@ -4,9 +4,10 @@
 //! Nothing read from a socket can stop the replica: a bad frame closes that connection
 //! with a logged reason, and other connections carry on.
 
+use crate::auth::{AuthFile, Identity, Role as AccessRole};
 use crate::command::ReplicaId;
 use crate::net::frame::{self, FrameError, FrameReader, FrameWriter};
-use crate::net::secure::{self, ReadHalf, ReplicaTls, WriteHalf};
+use crate::net::secure::{self, PeerCertificate, ReadHalf, ReplicaTls, WriteHalf};
 use crate::net::wire::{
     ClientFrame, Hello, MAGIC, PROTOCOL_VERSION, PeerFrame, ReplicaFrame, Role, Welcome,
 };
@@ -27,6 +28,8 @@ pub enum Input {
     ClientOpened {
         conn: ConnId,
         tx: mpsc::Sender<ReplicaFrame>,
+        /// Who the client proved to be; its role is looked up on every request.
+        who: Identity,
     },
     Client {
         conn: ConnId,
@@ -72,6 +75,7 @@ pub async fn accept_loop(
     inputs: mpsc::Sender<Input>,
     me: IdentityWatch,
     tls: Option<Arc<ReplicaTls>>,
+    auth: Option<Arc<AuthFile>>,
 ) {
     let next_conn = Arc::new(AtomicU64::new(1));
     loop {
@@ -89,9 +93,10 @@ pub async fn accept_loop(
         let inputs = inputs.clone();
         let (me, group) = *me.borrow();
         let tls = tls.clone();
+        let auth = auth.clone();
         tokio::spawn(async move {
             let served = match secure_or_plain(stream, tls.as_deref()).await {
-                Ok(link) => serve(link, conn, inputs.clone(), me, group).await,
+                Ok(link) => serve(link, conn, inputs.clone(), me, group, auth.as_deref()).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = served {
@@ -109,10 +114,10 @@ pub async fn accept_loop(
 struct Link {
     reader: FrameReader<ReadHalf>,
     writer: FrameWriter<WriteHalf>,
-    /// TLS is on, so peers must show a certificate from the group's CA.
+    /// TLS is on, so peers must show a replica certificate from the group's CA.
     tls: bool,
-    /// The other side showed one.
-    has_certificate: bool,
+    /// The certificate the other side showed, if any.
+    certificate: Option<PeerCertificate>,
 }
 
 /// Performs the TLS handshake when the replica serves TLS, and tells a client that speaks
@@ -130,7 +135,7 @@ async fn secure_or_plain(stream: TcpStream, tls: Option<&ReplicaTls>) -> Result<
                 reader: frame::reader(r),
                 writer: frame::writer(w),
                 tls: false,
-                has_certificate: false,
+                certificate: None,
             })
         }
         (None, true) => Err(FrameError::Handshake(
@@ -154,7 +159,7 @@ async fn secure_or_plain(stream: TcpStream, tls: Option<&ReplicaTls>) -> Result<
                 reader: frame::reader(r),
                 writer: frame::writer(w),
                 tls: true,
-                has_certificate: accepted.has_certificate,
+                certificate: accepted.certificate,
             })
         }
     }
@@ -180,12 +185,13 @@ async fn serve(
     inputs: mpsc::Sender<Input>,
     me: ReplicaId,
     my_group: u64,
+    auth: Option<&AuthFile>,
 ) -> Result<(), FrameError> {
     let Link {
         mut reader,
         mut writer,
         tls,
-        has_certificate,
+        certificate,
     } = link;
     let hello: Hello = frame::read_frame_within(&mut reader, frame::HANDSHAKE_TIMEOUT).await?;
     if let Role::Peer { group, id, .. } = &hello.role
@@ -205,13 +211,28 @@ async fn serve(
         );
         return refuse(&mut writer, reason).await;
     }
-    if tls && !has_certificate && !matches!(hello.role, Role::Client) {
-        let reason =
-            "a replica must show a certificate from the group's CA (--tls-cert) to link or join"
-                .to_string();
-        tracing::warn!("refused a peer or joiner without a client certificate");
-        return refuse(&mut writer, reason).await;
-    }
+    let who = match &hello.role {
+        Role::Client => match auth {
+            None => Identity::Anyone,
+            Some(auth) => {
+                let name = certificate.as_ref().and_then(|c| c.name.as_deref());
+                match auth.policy().authenticate(hello.token.as_ref(), name) {
+                    Ok(who) => who,
+                    Err(reason) => {
+                        tracing::info!("refused a client: {reason}");
+                        return refuse(&mut writer, reason).await;
+                    }
+                }
+            }
+        },
+        _ => {
+            if let Err(reason) = admit_replica(tls, certificate.as_ref(), &hello, auth) {
+                tracing::warn!("refused a peer or joiner: {reason}");
+                return refuse(&mut writer, reason).await;
+            }
+            Identity::Anyone
+        }
+    };
     let welcome = Welcome::Accepted {
         version: PROTOCOL_VERSION,
         replica: me,
@@ -221,7 +242,7 @@ async fn serve(
         Role::Client => {
             let (tx, rx) = mpsc::channel(CONN_QUEUE);
             tokio::spawn(write_loop(writer, rx));
-            send(&inputs, Input::ClientOpened { conn, tx }).await?;
+            send(&inputs, Input::ClientOpened { conn, tx, who }).await?;
             loop {
                 let frame: ClientFrame = frame::read_frame(&mut reader).await?;
                 send(&inputs, Input::Client { conn, frame }).await?;
@@ -247,6 +268,44 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Whether a `Peer` or `Joiner` hello may link: with TLS it must show a replica certificate
+/// from the group's CA (not a client's); without TLS but with an auth file, an admin token.
+fn admit_replica(
+    tls: bool,
+    certificate: Option<&PeerCertificate>,
+    hello: &Hello,
+    auth: Option<&AuthFile>,
+) -> Result<(), String> {
+    if tls {
+        return match certificate {
+            Some(c) if c.replica => Ok(()),
+            Some(c) => Err(format!(
+                "certificate '{}' is a client's: a replica links or joins with a replica certificate from the group's CA (concoord certs issue --host)",
+                c.name.as_deref().unwrap_or("")
+            )),
+            None => Err(
+                "a replica must show a certificate from the group's CA (--tls-cert) to link or join"
+                    .into(),
+            ),
+        };
+    }
+    let Some(auth) = auth else {
+        return Ok(());
+    };
+    let policy = auth.policy();
+    let role = policy
+        .authenticate(hello.token.as_ref(), None)
+        .ok()
+        .and_then(|who| policy.role_of(&who));
+    match role {
+        Some(AccessRole::Admin) => Ok(()),
+        _ => Err(
+            "a replica must present an admin token (--token) to link to or join a group with an auth file"
+                .into(),
+        ),
     }
 }
 

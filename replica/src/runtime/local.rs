@@ -38,6 +38,8 @@ pub async fn run_local(
             dns: None,
             advertise_ip: None,
             tls: None,
+            auth_file: None,
+            token: None,
         };
         addrs.push(cfg.advertised());
         tasks.push(start_replica(cfg).await?);

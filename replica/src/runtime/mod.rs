@@ -10,6 +10,7 @@ pub mod peers;
 pub use config::{ReplicaConfig, Timing};
 pub use local::run_local;
 
+use crate::auth::{self, AuthFile, Token};
 use crate::command::{Command, ReplicaId, Value, View};
 use crate::net::secure::{ClientTls, ReplicaTls};
 use crate::net::wire::{ClientFrame, Fault, MembershipReply, PeerFrame, ReplicaFrame, ReplyResult};
@@ -44,6 +45,8 @@ pub enum RuntimeError {
     Storage(#[from] StorageError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::net::secure::TlsError),
+    #[error("--auth-file: {0}")]
+    Auth(#[from] crate::auth::AuthFileError),
     #[error("{0}")]
     Other(String),
 }
@@ -181,10 +184,12 @@ async fn compare_type_with_group(
     dotted: String,
     local_sha: String,
     tls: Option<ClientTls>,
+    token: Option<Token>,
 ) {
     let opts = crate::client::ClientOptions {
         call_timeout: Some(Duration::from_secs(10)),
         tls,
+        token,
         ..crate::client::ClientOptions::default()
     };
     let Ok(client) = crate::client::Client::connect(&me, opts).await else {
@@ -252,6 +257,13 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         storage = Some(opened.storage);
     }
     let tls = cfg.tls.clone().map(ReplicaTls::load).transpose()?;
+    let auth = cfg.auth_file.clone().map(AuthFile::load).transpose()?;
+    if let Some(auth) = &auth {
+        tracing::info!(
+            "auth: on; identities and roles from {}",
+            auth.path().display()
+        );
+    }
     let listener = listener::bind(&cfg.addr, cfg.port)
         .await
         .map_err(|source| RuntimeError::Bind {
@@ -265,9 +277,10 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         inputs_tx.clone(),
         identity,
         tls.clone(),
+        auth.clone(),
     ));
-    if let Some(tls) = &tls {
-        tokio::spawn(reload_tls(tls.clone()));
+    if tls.is_some() || auth.is_some() {
+        tokio::spawn(reload_files(tls.clone(), auth.clone()));
     }
 
     let node_cfg = NodeConfig {
@@ -347,12 +360,18 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
             (node, actions, view)
         }
         (Some(bootstrap), None) => {
-            let joined = join::join(bootstrap, &me, cfg.timing.join_timeout, tls.as_deref())
-                .await
-                .map_err(|reason| RuntimeError::Join {
-                    bootstrap: bootstrap.clone(),
-                    reason,
-                })?;
+            let joined = join::join(
+                bootstrap,
+                &me,
+                cfg.timing.join_timeout,
+                tls.as_deref(),
+                cfg.token.clone(),
+            )
+            .await
+            .map_err(|reason| RuntimeError::Join {
+                bootstrap: bootstrap.clone(),
+                reason,
+            })?;
             tracing::info!(
                 "replica {} at {me} joined view {} through {bootstrap}",
                 joined.id,
@@ -367,6 +386,7 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
                     ty.dotted_name(),
                     ty.sha256.clone(),
                     tls.as_deref().map(ReplicaTls::client),
+                    cfg.token.clone(),
                 ));
             }
             if let Some(st) = &mut storage {
@@ -382,7 +402,14 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
     };
     let group = node.view().group;
     let _ = identity_tx.send((node.id(), group));
-    let mut peers = Peers::new(node.id(), me.clone(), cfg.advertise_ip, group, tls);
+    let mut peers = Peers::new(
+        node.id(),
+        me.clone(),
+        cfg.advertise_ip,
+        group,
+        tls,
+        cfg.token.clone(),
+    );
     peers.update(&view);
     let id = node.id();
     let (view_tx, view_rx) = watch::channel(view);
@@ -396,6 +423,8 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
         view: view_tx,
         leadership: leadership_tx,
         clients: HashMap::new(),
+        identities: HashMap::new(),
+        auth,
         joiners: HashMap::new(),
         clock,
         _identity: identity_tx,
@@ -417,17 +446,18 @@ pub async fn start_replica(cfg: ReplicaConfig) -> Result<Running, RuntimeError> 
     })
 }
 
-/// How often the certificate files are checked for a change (a rotated Kubernetes Secret
-/// appears in the pod within about a minute; SIGHUP reloads at once).
-const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
+/// How often the certificate and auth files are checked for a change (a rotated Kubernetes
+/// Secret appears in the pod within about a minute; SIGHUP reloads at once).
+const RELOAD_CHECK: Duration = Duration::from_secs(5);
 
-/// Re-reads the certificates on SIGHUP and whenever the files' content changes. New
-/// connections use the new ones; open links and sessions carry on. A bad file is logged
-/// and the certificates in use stay.
-async fn reload_tls(tls: Arc<ReplicaTls>) {
+/// Re-reads the certificates and the auth file on SIGHUP and whenever a file's content
+/// changes. New connections use the new certificates; open links and sessions carry on.
+/// The auth file applies to the next request of every connection. A bad file is logged and
+/// what is in use stays.
+async fn reload_files(tls: Option<Arc<ReplicaTls>>, auth: Option<Arc<AuthFile>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).ok();
-    let mut check = tokio::time::interval(TLS_RELOAD_CHECK);
+    let mut check = tokio::time::interval(RELOAD_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let forced = tokio::select! {
@@ -439,13 +469,22 @@ async fn reload_tls(tls: Arc<ReplicaTls>) {
                 }
             } => true,
         };
-        match tls.reload(forced) {
-            Ok(true) => tracing::info!(
-                "TLS: certificates re-read from {}",
-                tls.files().cert.display()
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::warn!("TLS: keeping the certificates in use: {e}"),
+        if let Some(tls) = &tls {
+            match tls.reload(forced) {
+                Ok(true) => tracing::info!(
+                    "TLS: certificates re-read from {}",
+                    tls.files().cert.display()
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("TLS: keeping the certificates in use: {e}"),
+            }
+        }
+        if let Some(auth) = &auth {
+            match auth.reload(forced) {
+                Ok(true) => tracing::info!("auth: re-read {}", auth.path().display()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("auth: keeping the identities in use: {e}"),
+            }
         }
     }
 }
@@ -454,6 +493,10 @@ struct Driver {
     node: Node,
     peers: Peers,
     clients: HashMap<ConnId, mpsc::Sender<ReplicaFrame>>,
+    /// Who each client connection proved to be.
+    identities: HashMap<ConnId, auth::Identity>,
+    /// `--auth-file`: None lets every client do everything.
+    auth: Option<Arc<AuthFile>>,
     joiners: HashMap<ConnId, mpsc::Sender<PeerFrame>>,
     /// Published views, newest only; replayed history (older numbers) is not published.
     view: watch::Sender<View>,
@@ -531,8 +574,9 @@ impl Driver {
     fn handle(&mut self, input: Input) {
         let now = self.now();
         let actions = match input {
-            Input::ClientOpened { conn, tx } => {
+            Input::ClientOpened { conn, tx, who } => {
                 self.clients.insert(conn, tx);
+                self.identities.insert(conn, who);
                 return;
             }
             Input::JoinerOpened { conn, tx } => {
@@ -541,6 +585,7 @@ impl Driver {
             }
             Input::Closed { conn } => {
                 self.clients.remove(&conn);
+                self.identities.remove(&conn);
                 self.joiners.remove(&conn);
                 self.peer_link_closed(conn);
                 self.node.on_closed(conn);
@@ -554,6 +599,7 @@ impl Driver {
             Input::Peer { from, .. } if self.cut.as_ref().is_some_and(|c| c.contains(&from)) => {
                 return;
             }
+            Input::Client { conn, frame } if !self.permits(conn, &frame) => return,
             Input::Client { conn, frame } => match frame {
                 ClientFrame::Request(cmd) => self.node.on_request(now, conn, cmd),
                 ClientFrame::Membership(change) => {
@@ -620,6 +666,48 @@ impl Driver {
                 p.connected = false;
             }
         });
+    }
+
+    /// Whether the client's role allows the frame. A refused frame is answered here with a
+    /// `PermissionError` and goes no further; a client whose identity left the auth file is
+    /// disconnected (its next hello says why).
+    fn permits(&mut self, conn: ConnId, frame: &ClientFrame) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let who = self
+            .identities
+            .get(&conn)
+            .unwrap_or(&auth::Identity::Anyone);
+        let node = &self.node;
+        let Some(message) = auth::refusal(Some(&auth.policy()), who, frame, |object, method| {
+            node.is_read_only_call(object, method)
+        }) else {
+            return true;
+        };
+        tracing::info!("refused: {message}");
+        let reason = format!("PermissionError: {message}");
+        let frame = match frame {
+            ClientFrame::Request(cmd) => ReplicaFrame::Reply {
+                session: cmd.session,
+                seq: cmd.seq,
+                result: ReplyResult::Err {
+                    kind: "PermissionError".into(),
+                    message,
+                },
+            },
+            ClientFrame::Membership(_) => {
+                ReplicaFrame::Membership(MembershipReply::Refused { reason })
+            }
+            ClientFrame::Fault(_) => ReplicaFrame::Faults(Err(reason)),
+            ClientFrame::Status | ClientFrame::KeepAlive { .. } => {
+                self.clients.remove(&conn);
+                self.identities.remove(&conn);
+                return false;
+            }
+        };
+        self.dispatch(vec![Action::Reply { conn, frame }]);
+        false
     }
 
     /// A halted replica still answers, with the reason it cannot serve.

@@ -4,6 +4,7 @@
 //! Consensus tolerates lost messages, so a link that is down or slow drops messages rather
 //! than blocking the replica.
 
+use crate::auth::Token;
 use crate::command::{ReplicaId, View};
 use crate::net::frame::{self, FrameError};
 use crate::net::secure::{self, ReplicaTls};
@@ -33,6 +34,8 @@ pub struct Peers {
     view_number: u64,
     /// Links are TLS, with this replica's certificate, when the replica serves TLS.
     tls: Option<Arc<ReplicaTls>>,
+    /// `--token`: shown on every link, for peers with an auth file and no TLS.
+    token: Option<Token>,
 }
 
 impl Peers {
@@ -42,6 +45,7 @@ impl Peers {
         my_ip: Option<IpAddr>,
         group: u64,
         tls: Option<Arc<ReplicaTls>>,
+        token: Option<Token>,
     ) -> Peers {
         Peers {
             me,
@@ -49,6 +53,7 @@ impl Peers {
             my_ip,
             group,
             tls,
+            token,
             links: HashMap::new(),
             retired: VecDeque::new(),
             view_number: 0,
@@ -95,12 +100,15 @@ impl Peers {
 
     fn open(&mut self, id: ReplicaId, addr: &str) {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
-        let hello = Hello::new(Role::Peer {
-            id: self.me,
-            addr: self.my_addr.clone(),
-            group: self.group,
-            ip: self.my_ip,
-        });
+        let hello = Hello::with_token(
+            Role::Peer {
+                id: self.me,
+                addr: self.my_addr.clone(),
+                group: self.group,
+                ip: self.my_ip,
+            },
+            self.token.clone(),
+        );
         tokio::spawn(run_link(hello, id, addr.to_string(), rx, self.tls.clone()));
         self.links.insert(id, (addr.to_string(), tx));
     }

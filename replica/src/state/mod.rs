@@ -95,6 +95,11 @@ impl StateMachine {
         self.sessions.len()
     }
 
+    /// Whether the call changes no state (see [`Registry::is_read_only`]).
+    pub fn is_read_only(&self, object: &str, method: &str) -> bool {
+        self.objects.is_read_only(object, method)
+    }
+
     pub fn object_count(&self) -> usize {
         self.objects.len()
     }

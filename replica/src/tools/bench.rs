@@ -51,10 +51,7 @@ fn is_type_spec(object: &str) -> bool {
 }
 
 pub async fn run(a: &BenchArgs) -> Result<(), CliError> {
-    let opts = ClientOptions {
-        tls: a.tls.load()?,
-        ..ClientOptions::default()
-    };
+    let opts = a.creds.client_options()?;
     if is_type_spec(&a.object) {
         return compare_with_builtin(a, &opts).await;
     }

@@ -1,7 +1,7 @@
 //! `concoord call`: one call (or create / delete / list) through a fresh client session.
 
 use crate::cli::{CallArgs, CliError};
-use crate::client::{Client, ClientOptions};
+use crate::client::Client;
 use crate::command::Value;
 use crate::json::{parse_cli_arg, to_json_line};
 
@@ -99,10 +99,7 @@ pub async fn execute(client: &Client, req: Request) -> Result<Option<String>, Cl
 
 pub async fn run(a: &CallArgs) -> Result<(), CliError> {
     let req = Request::from_args(a)?;
-    let mut opts = ClientOptions {
-        tls: a.tls.load()?,
-        ..ClientOptions::default()
-    };
+    let mut opts = a.creds.client_options()?;
     if let Some(limit) = a.timeout {
         opts.call_timeout = Some(limit);
         opts.blocking_timeout = Some(limit);

@@ -25,8 +25,18 @@ pub fn run(a: &CertsArgs) -> Result<(), CliError> {
             name,
             hosts,
             days,
+            client,
         } => {
-            let (cert, key) = issue(dir, name, hosts, *days)?;
+            let kind = if *client {
+                CertKind::Client
+            } else if hosts.is_empty() {
+                return Err(CliError::Usage(
+                    "a replica's certificate names its addresses: give --host (or --client for a user's certificate)".into(),
+                ));
+            } else {
+                CertKind::Replica
+            };
+            let (cert, key) = issue(dir, name, hosts, *days, kind)?;
             println!("certificate: {} key: {}", cert.display(), key.display());
         }
     }
@@ -92,12 +102,23 @@ pub fn init(dir: &Path, name: &str, days: u32) -> Result<(PathBuf, PathBuf), Cli
     Ok((cert_path, key_path))
 }
 
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertKind {
+    /// A replica's: it serves clients and links to peers (server and client usage).
+    Replica,
+    /// A user's: it proves its common name to replicas, and can neither serve nor link as a
+    /// replica (client usage only).
+    Client,
+}
+
 /// Creates DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA, for `hosts`.
 pub fn issue(
     dir: &Path,
     name: &str,
     hosts: &[String],
     days: u32,
+    kind: CertKind,
 ) -> Result<(PathBuf, PathBuf), CliError> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return Err(CliError::Usage(format!(
@@ -129,6 +150,13 @@ pub fn issue(
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,
     ];
+    params.extended_key_usages = match kind {
+        CertKind::Replica => vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        CertKind::Client => vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+    };
     validity(&mut params, days);
     let key = rcgen::KeyPair::generate().map_err(|e| failed("key", e))?;
     let cert = params
@@ -146,7 +174,7 @@ pub fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::secure::{ClientTls, ReplicaTls, TlsFiles};
+    use crate::net::secure::{ClientTls, PeerCertificate, ReplicaTls, TlsFiles};
 
     #[test]
     fn a_ca_and_its_certificates_load_as_tls_configurations() {
@@ -154,7 +182,14 @@ mod tests {
         init(dir.path(), "test CA", 30).unwrap();
         let e = init(dir.path(), "test CA", 30).unwrap_err();
         assert!(e.to_string().contains("exists already"), "{e}");
-        let (cert, key) = issue(dir.path(), "replica-1", &["127.0.0.1".into()], 30).unwrap();
+        let (cert, key) = issue(
+            dir.path(),
+            "replica-1",
+            &["127.0.0.1".into()],
+            30,
+            CertKind::Replica,
+        )
+        .unwrap();
         let mode = |p: &Path| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -167,11 +202,25 @@ mod tests {
             ca: dir.path().join(CA_CERT),
         })
         .unwrap();
-        let (alice, alice_key) = issue(dir.path(), "alice", &[], 30).unwrap();
+        let (alice, alice_key) = issue(dir.path(), "alice", &[], 30, CertKind::Client).unwrap();
         ClientTls::load(&dir.path().join(CA_CERT), Some(&alice), Some(&alice_key)).unwrap();
-        assert!(issue(dir.path(), "../escape", &[], 30).is_err());
+        assert!(issue(dir.path(), "../escape", &[], 30, CertKind::Client).is_err());
         let empty = tempfile::tempdir().unwrap();
-        let e = issue(empty.path(), "x", &[], 30).unwrap_err();
+        let e = issue(empty.path(), "x", &[], 30, CertKind::Client).unwrap_err();
         assert!(e.to_string().contains("certs init"), "{e}");
+        // What the listener reads from each: the user's name, and who may link as a replica.
+        let der = |p: &Path| {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            CertificateDer::from_pem_file(p).unwrap().to_vec()
+        };
+        let replica = PeerCertificate::from_der(&der(&cert));
+        assert_eq!(replica.name.as_deref(), Some("replica-1"));
+        assert!(replica.replica);
+        let user = PeerCertificate::from_der(&der(&alice));
+        assert_eq!(user.name.as_deref(), Some("alice"));
+        assert!(
+            !user.replica,
+            "a client certificate cannot link as a replica"
+        );
     }
 }

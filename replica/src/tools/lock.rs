@@ -10,8 +10,7 @@ use std::process::Stdio;
 pub async fn run(a: &LockArgs) -> Result<(), CliError> {
     let opts = ClientOptions {
         blocking_timeout: a.timeout,
-        tls: a.tls.load()?,
-        ..ClientOptions::default()
+        ..a.creds.client_options()?
     };
     let client = Client::connect(&a.addrs, opts).await?;
     let outcome = hold_while(&client, a).await;

@@ -8,13 +8,13 @@ pub async fn run(args: &MembershipArgs) -> Result<(), CliError> {
         MembershipAction::Add {
             addrs,
             replica,
-            tls,
-        } => add_member_over(addrs, replica, args.timeout, tls.load()?.as_ref()).await?,
+            creds,
+        } => add_member_over(addrs, replica, args.timeout, creds.load()?).await?,
         MembershipAction::Remove {
             addrs,
             replica,
-            tls,
-        } => remove_member_over(addrs, replica, args.timeout, tls.load()?.as_ref()).await?,
+            creds,
+        } => remove_member_over(addrs, replica, args.timeout, creds.load()?).await?,
     };
     let members: Vec<String> = view
         .members

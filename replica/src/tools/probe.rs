@@ -10,8 +10,8 @@ use crate::net::wire::StatusReport;
 pub const MAX_LAG: u64 = 64;
 
 pub async fn run(args: &ProbeArgs) -> Result<(), CliError> {
-    let tls = args.tls.load()?;
-    let me = fetch_status_with(&args.addr, args.timeout, tls.as_ref())
+    let creds = args.creds.load()?;
+    let me = fetch_status_with(&args.addr, args.timeout, creds.clone())
         .await
         .map_err(|e| CliError::Failed(format!("not live: {}: {e}", args.addr)))?;
     live(&me).map_err(CliError::Failed)?;
@@ -20,7 +20,7 @@ pub async fn run(args: &ProbeArgs) -> Result<(), CliError> {
     }
     let leader = match leader_address(&me) {
         Some(addr) if !me.is_leader => Some(
-            fetch_status_with(addr, args.timeout, tls.as_ref())
+            fetch_status_with(addr, args.timeout, creds)
                 .await
                 .map_err(|e| CliError::Failed(format!("not ready: leader {addr}: {e}")))?,
         ),

@@ -2,8 +2,7 @@
 //! name, for its status, and shows them side by side.
 
 use crate::cli::{CliError, StatusArgs};
-use crate::client::{ClientError, fetch_status_with, resolve_addrs};
-use crate::net::secure::ClientTls;
+use crate::client::{ClientError, Credentials, fetch_status_with, resolve_addrs};
 use crate::net::wire::StatusReport;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -21,8 +20,8 @@ pub struct Probe {
 
 pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
     let seeds = resolve_addrs(&a.addrs).await?;
-    let tls = a.tls.load()?;
-    let probes = survey(seeds, a.timeout, tls.as_ref()).await;
+    let creds = a.creds.load()?;
+    let probes = survey(seeds, a.timeout, &creds).await;
     if a.json {
         println!("{}", render_json(&probes));
     } else {
@@ -35,7 +34,7 @@ pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
 }
 
 /// Asks the seeds, then the members they report that were not asked yet, until none is new.
-pub async fn survey(seeds: Vec<String>, limit: Duration, tls: Option<&ClientTls>) -> Vec<Probe> {
+pub async fn survey(seeds: Vec<String>, limit: Duration, creds: &Credentials) -> Vec<Probe> {
     let mut seen: BTreeSet<String> = seeds.iter().cloned().collect();
     let mut frontier = seeds;
     let mut probes = Vec::new();
@@ -43,7 +42,7 @@ pub async fn survey(seeds: Vec<String>, limit: Duration, tls: Option<&ClientTls>
         let answers = futures::future::join_all(
             frontier
                 .iter()
-                .map(|addr| fetch_status_with(addr, limit, tls)),
+                .map(|addr| fetch_status_with(addr, limit, creds.clone())),
         )
         .await;
         let mut next = Vec::new();
@@ -171,7 +170,10 @@ mod tests {
         let dead = gone.local_addr().unwrap().to_string();
         drop(gone);
         let members = vec![a.addr.clone(), b.addr.clone(), dead.clone()];
-        let ask = tokio::spawn(survey(vec![a.addr.clone()], Duration::from_secs(2), None));
+        let seeds = vec![a.addr.clone()];
+        let ask = tokio::spawn(async move {
+            survey(seeds, Duration::from_secs(2), &Credentials::default()).await
+        });
         answer_once(&mut a, 1, members.clone()).await;
         answer_once(&mut b, 2, members.clone()).await;
         let probes = ask.await.unwrap();

@@ -1,8 +1,8 @@
 //! `concoord type load | list | show`: user object types, which enter the group through
 //! consensus (like Redis' `FUNCTION LOAD`), so that every replica runs the same code.
 
-use crate::cli::{CliError, ClientTlsArgs, TypeAction, TypeArgs};
-use crate::client::{Client, ClientOptions, TypeSummary};
+use crate::cli::{CliError, TypeAction, TypeArgs};
+use crate::client::{Client, TypeSummary};
 use crate::object::source;
 
 fn print_summary(t: &TypeSummary, json: bool) -> Result<(), CliError> {
@@ -24,13 +24,6 @@ fn print_summary(t: &TypeSummary, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn options(tls: &ClientTlsArgs) -> Result<ClientOptions, CliError> {
-    Ok(ClientOptions {
-        tls: tls.load()?,
-        ..ClientOptions::default()
-    })
-}
-
 pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
     match &a.action {
         TypeAction::Load {
@@ -40,7 +33,7 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
             module,
             replace,
             json,
-            tls,
+            creds,
         } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
@@ -53,13 +46,13 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
             // No --class: the group takes the file's only class (and says so when it has
             // none or several).
             let class = class.as_deref().unwrap_or_default();
-            let client = Client::connect(addrs, options(tls)?).await?;
+            let client = Client::connect(addrs, creds.client_options()?).await?;
             let outcome = client.define_type(&module, class, &text, *replace).await;
             let _ = client.close().await;
             print_summary(&outcome?, *json)
         }
-        TypeAction::List { addrs, json, tls } => {
-            let client = Client::connect(addrs, options(tls)?).await?;
+        TypeAction::List { addrs, json, creds } => {
+            let client = Client::connect(addrs, creds.client_options()?).await?;
             let outcome = client.list_types().await;
             let _ = client.close().await;
             for t in outcome? {
@@ -71,9 +64,9 @@ pub async fn run(a: &TypeArgs) -> Result<(), CliError> {
             addrs,
             name,
             json,
-            tls,
+            creds,
         } => {
-            let client = Client::connect(addrs, options(tls)?).await?;
+            let client = Client::connect(addrs, creds.client_options()?).await?;
             let outcome = client.show_type(name).await;
             let _ = client.close().await;
             let t = outcome?;

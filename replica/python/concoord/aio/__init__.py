@@ -16,7 +16,6 @@ import asyncio
 import os
 import ssl
 import logging
-import warnings
 
 from .. import _wire
 from .._discovery import Seeds
@@ -44,12 +43,10 @@ def type_name(type_):
 def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interval,
                    keepalive_timeout, failover_timeout, token, debug, ca=None, cert=None,
                    key=None):
-    if token is not None:
-        # ConCoord 1.1 scripts pass their security token; ours are not checked yet.
-        warnings.warn(
-            "ConCoord-rs replicas do not check security tokens yet: token ignored",
-            stacklevel=3,
-        )
+    # ConCoord 1.1's security token: shown to replicas that run with an auth file.
+    token = token or os.environ.get("CONCOORD_TOKEN") or None
+    if token is not None and not isinstance(token, str):
+        raise TypeError("token must be a string")
     if debug:
         logger = logging.getLogger("concoord")
         logger.setLevel(logging.DEBUG)
@@ -66,6 +63,7 @@ def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interva
         keepalive_timeout=keepalive_timeout,
         failover_timeout=failover_timeout,
         tls=tls_context(ca, cert, key),
+        token=token,
     )
 
 
