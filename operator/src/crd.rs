@@ -106,6 +106,75 @@ pub struct ConCoordClusterSpec {
     /// Mirror the view into a Route53 hosted zone (records are deleted with the cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route53: Option<Route53Spec>,
+    /// TLS on the replicas' port, for clients and peers.
+    #[serde(default)]
+    pub tls: TlsSpec,
+    /// Clients prove who they are (a token or the client certificate) and get a role.
+    #[serde(default)]
+    pub auth: AuthSpec,
+    /// Who may reach the replicas' port.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Where the replicas' certificates come from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TlsMode {
+    /// The operator makes a CA, the replicas' certificate and a client certificate for
+    /// applications, and renews them before they expire.
+    #[default]
+    Operator,
+    /// The user's Secrets (cert-manager's, say): `serverSecret` for the replicas.
+    Provided,
+    /// Plaintext.
+    Disabled,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.mode != 'provided' || has(self.serverSecret)").message("tls.mode provided needs tls.serverSecret")
+)]
+pub struct TlsSpec {
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// Provided: a Secret with `tls.crt`, `tls.key` and `ca.crt` (cert-manager's form)
+    /// whose certificate names every pod (`*.<name>-peers.<namespace>.svc.<cluster domain>`)
+    /// and `127.0.0.1` (the probes), with server and client usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_secret: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Require clients to authenticate: the operator creates `<name>-admin-token` (its own
+    /// and the probes'), `<name>-app-token` (role client) and the replicas' auth file, in
+    /// which the client certificate of `<name>-client-tls` also has role client.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create a NetworkPolicy: the replicas' port is open to the cluster's own pods, the
+    /// operator and `clients`; DNS stays open to all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Who may call the replicas (NetworkPolicy peers) [default: pods of the same namespace].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> NetworkPolicySpec {
+        NetworkPolicySpec {
+            enabled: true,
+            clients: Vec::new(),
+        }
+    }
 }
 
 /// An object to create at bootstrap, as `concoord call --create NAME TYPE ARGS...` would.
@@ -287,6 +356,21 @@ pub struct ConCoordClusterStatus {
     /// The user-defined object types the group runs, as last defined from spec.objectTypes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub object_types: Vec<ObjectTypeStatus>,
+    /// The certificates in use and when they expire (the operator renews its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// One certificate the replicas or their clients use.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// The Secret holding it.
+    pub secret: String,
+    /// ca, server or client.
+    pub kind: String,
+    /// The end of its validity (RFC 3339).
+    pub not_after: String,
 }
 
 /// A user-defined object type the group runs.

@@ -17,6 +17,7 @@ pub mod render;
 pub mod replicas;
 pub mod route53;
 pub mod run;
+pub mod security;
 
 #[cfg(test)]
 mod crd_tests;

@@ -62,6 +62,52 @@ impl ClusterNames {
     pub fn service_account(&self) -> String {
         self.name.clone()
     }
+    /// The operator's CA (certificate and key): never mounted in a pod.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.name)
+    }
+    /// The replicas' certificate, key and the CA.
+    pub fn server_tls_secret(&self) -> String {
+        format!("{}-server-tls", self.name)
+    }
+    /// The applications' client certificate, key and the CA.
+    pub fn client_tls_secret(&self) -> String {
+        format!("{}-client-tls", self.name)
+    }
+    /// The replicas' auth file (token digests and certificate names with their roles).
+    pub fn auth_secret(&self) -> String {
+        format!("{}-auth", self.name)
+    }
+    /// The admin token: the operator's and the probes'.
+    pub fn admin_token_secret(&self) -> String {
+        format!("{}-admin-token", self.name)
+    }
+    /// The applications' token (role client).
+    pub fn app_token_secret(&self) -> String {
+        format!("{}-app-token", self.name)
+    }
+    /// The common name of the applications' client certificate.
+    pub fn client_cert_name(&self) -> String {
+        format!("{}-client", self.name)
+    }
+    pub fn network_policy(&self) -> String {
+        self.name.clone()
+    }
+    /// Every name a replica is dialled at: each pod, the peer and client Services, and the
+    /// loopback the probes use.
+    pub fn server_hosts(&self) -> Vec<String> {
+        let svc = format!("{}.{}", self.client_service(), self.namespace);
+        vec![
+            format!("*.{}", self.peer_domain()),
+            self.peer_domain(),
+            self.client_service(),
+            svc.clone(),
+            format!("{svc}.svc"),
+            format!("{svc}.svc.{}", self.cluster_domain),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
+    }
     pub fn pod(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)
     }

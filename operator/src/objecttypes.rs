@@ -7,6 +7,7 @@
 
 use crate::crd::{ConCoordCluster, ConCoordClusterStatus, ObjectTypeStatus};
 use crate::reconcile::{Context, ReconcileError, publish};
+use crate::replicas::Replicas;
 use concoord::client::ClientError;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -28,6 +29,7 @@ pub struct TypeSync {
 pub async fn sync(
     cc: &ConCoordCluster,
     ctx: &Context,
+    replicas: &dyn Replicas,
     seeds: &[String],
     old: &[ObjectTypeStatus],
 ) -> Result<TypeSync, ReconcileError> {
@@ -45,8 +47,7 @@ pub async fn sync(
     };
     let ns = cc.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let running = ctx
-        .replicas
+    let running = replicas
         .list_types(seeds)
         .await
         .map_err(replica_error("listing the object types".into()))?;
@@ -77,8 +78,7 @@ pub async fn sync(
             continue;
         }
         let class = spec.class_name.clone().unwrap_or_default();
-        match ctx
-            .replicas
+        match replicas
             .define_type(seeds, &spec.module_name(), &class, &source)
             .await
         {

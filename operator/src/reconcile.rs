@@ -11,6 +11,7 @@ use crate::render::{RenderError, RenderInput, Rendered, names_of, render};
 use crate::replicas::Replicas;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -54,6 +55,8 @@ pub enum ReconcileError {
     Finalizer(String),
     #[error("Route53 cleanup: {0}")]
     Route53(String),
+    #[error("certificates and tokens: {0}")]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// Requeue soon while work is under way; rarely once converged (watches wake us anyway).
@@ -117,6 +120,25 @@ async fn converge(
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let old_status = cc.status.clone().unwrap_or_default();
 
+    // Certificates and tokens first: the pods mount them, and the operator needs them to
+    // reach the replicas.
+    let security = crate::security::ensure(cc, names, &ctx.client).await?;
+    if !security.issued.is_empty() {
+        publish(
+            ctx,
+            cc,
+            EventType::Normal,
+            "CertificateIssued",
+            format!("issued {}", security.issued.join(", ")),
+        )
+        .await;
+    }
+    let replicas = ctx
+        .replicas
+        .clone()
+        .with_credentials(security.creds.clone());
+    let replicas = replicas.as_ref();
+
     // Observe.
     let sts = sts_api.get_opt(&names.statefulset()).await?;
     let pods = pod_api
@@ -125,7 +147,7 @@ async fn converge(
         .items;
     let last_known = old_status.last_known();
     let ordinals = ordinals_to_ask(names, sts.as_ref(), &pods, &last_known);
-    let reports = ask_replicas(names, &ordinals, ctx.replicas.as_ref()).await;
+    let reports = ask_replicas(names, &ordinals, replicas).await;
     let mut seen = summarize(
         names,
         old_status.bootstrapped,
@@ -177,10 +199,13 @@ async fn converge(
         },
     )?;
     apply_all(&ctx.client, names, &rendered).await?;
-    act(cc, names, ctx, &step, &seen).await?;
+    act(cc, names, ctx, replicas, &step, &seen).await?;
     // User types once the group has a leader to define them through.
     let types = if bootstrapped && seen.leader.is_some() && !seen.seeds.is_empty() {
-        Some(crate::objecttypes::sync(cc, ctx, &seen.seeds, &old_status.object_types).await?)
+        Some(
+            crate::objecttypes::sync(cc, ctx, replicas, &seen.seeds, &old_status.object_types)
+                .await?,
+        )
     } else {
         None
     };
@@ -211,6 +236,7 @@ async fn converge(
     if let Some(types) = types {
         types.report(ctx, cc, &old_status, &mut status).await;
     }
+    status.certificates = security.certificates;
     let api: Api<ConCoordCluster> = Api::namespaced(ctx.client.clone(), ns);
     api.patch_status(
         &names.name,
@@ -273,6 +299,13 @@ async fn apply_all(
         }
     }
     apply_one(client, ns, &r.pdb).await?;
+    match &r.network_policy {
+        Some(policy) => apply_one(client, ns, policy).await?,
+        None => {
+            let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+            delete_if_present(&api, &names.network_policy()).await?;
+        }
+    }
     apply_one(client, ns, &r.statefulset).await?;
     Ok(())
 }
@@ -293,6 +326,7 @@ async fn act(
     cc: &ConCoordCluster,
     names: &ClusterNames,
     ctx: &Context,
+    replicas: &dyn Replicas,
     step: &Step,
     seen: &Seen,
 ) -> Result<(), ReconcileError> {
@@ -308,7 +342,7 @@ async fn act(
     match step {
         Step::FinishBootstrap => {
             for o in &cc.spec.objects {
-                ctx.replicas
+                replicas
                     .ensure_object(seeds, &o.name, &o.type_name, &o.args)
                     .await
                     .map_err(replica_error(format!("creating object {}", o.name)))?;
@@ -323,8 +357,7 @@ async fn act(
             .await;
         }
         Step::AddMember(i) => {
-            let view = ctx
-                .replicas
+            let view = replicas
                 .add_member(seeds, &names.member_address(*i))
                 .await
                 .map_err(replica_error(format!("adding member {}", names.pod(*i))))?;
@@ -341,8 +374,7 @@ async fn act(
             .await;
         }
         Step::RemoveMember(i) => {
-            let view = ctx
-                .replicas
+            let view = replicas
                 .remove_member(seeds, &names.member_address(*i))
                 .await
                 .map_err(replica_error(format!("removing member {}", names.pod(*i))))?;
@@ -356,8 +388,7 @@ async fn act(
             .await;
         }
         Step::RemoveStranger(id) => {
-            let view = ctx
-                .replicas
+            let view = replicas
                 .remove_member(seeds, &id.to_string())
                 .await
                 .map_err(replica_error(format!("removing member {id}")))?;
@@ -581,5 +612,6 @@ pub fn status_of(
         bootstrapped,
         conditions,
         object_types: old.object_types.clone(),
+        certificates: old.certificates.clone(),
     }
 }

@@ -33,7 +33,7 @@ struct Seen {
 }
 
 /// What the fake API server holds.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct ApiState {
     cc: Value,
     statefulset: Option<Value>,
@@ -42,6 +42,64 @@ struct ApiState {
     claims: Vec<u32>,
     /// User ConfigMaps: name -> data.
     configmaps: BTreeMap<String, Value>,
+    /// Secrets by name (besides `aws-creds`).
+    secrets: BTreeMap<String, Value>,
+}
+
+impl Default for ApiState {
+    /// A cluster whose certificates exist and are current (what every reconcile after the
+    /// first one sees).
+    fn default() -> ApiState {
+        ApiState {
+            cc: Value::Null,
+            statefulset: None,
+            pods: Vec::new(),
+            claims: Vec::new(),
+            configmaps: BTreeMap::new(),
+            secrets: current_secrets(),
+        }
+    }
+}
+
+fn secret_json(secret: &k8s_openapi::api::core::v1::Secret) -> Value {
+    serde_json::to_value(secret).unwrap()
+}
+
+/// The CA, server and client certificate Secrets of cluster `demo`, valid for 90 days.
+fn current_secrets() -> BTreeMap<String, Value> {
+    use crate::security::{ca_secret, tls_secret};
+    use concoord::pki::{self, CertKind};
+    let names = ClusterNames::new("demo", NS);
+    let meta = |name: String| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name),
+        namespace: Some(NS.into()),
+        ..Default::default()
+    };
+    let ca = pki::new_ca("demo CA", 3650).unwrap();
+    let server = pki::issue(&ca, "demo", &names.server_hosts(), 90, CertKind::Replica).unwrap();
+    let client = pki::issue(&ca, "demo-client", &[], 90, CertKind::Client).unwrap();
+    BTreeMap::from([
+        (
+            names.ca_secret(),
+            secret_json(&ca_secret(meta(names.ca_secret()), &ca)),
+        ),
+        (
+            names.server_tls_secret(),
+            secret_json(&tls_secret(
+                meta(names.server_tls_secret()),
+                &server,
+                &ca.cert,
+            )),
+        ),
+        (
+            names.client_tls_secret(),
+            secret_json(&tls_secret(
+                meta(names.client_tls_secret()),
+                &client,
+                &ca.cert,
+            )),
+        ),
+    ])
 }
 
 fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -61,6 +119,14 @@ fn respond(state: &ApiState, method: &str, path: &str, body: &Value) -> (u16, Va
                 "data": {"aws_access_key_id": "dGVzdGluZw==",
                     "aws_secret_access_key": "dGVzdGluZw=="}}),
         ),
+        "GET" if path.contains("/secrets/") => {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            match state.secrets.get(name) {
+                Some(secret) => (200, secret.clone()),
+                None => (404, not_found),
+            }
+        }
+        "POST" if path.ends_with("/secrets") => (201, body.clone()),
         "GET" if path.contains("/configmaps/") => {
             let name = path.rsplit('/').next().unwrap_or_default();
             match state.configmaps.get(name) {
@@ -145,6 +211,14 @@ struct FakeReplicas {
 
 #[async_trait]
 impl Replicas for FakeReplicas {
+    // The fake answers every cluster alike.
+    fn with_credentials(
+        self: Arc<Self>,
+        _creds: concoord::client::Credentials,
+    ) -> Arc<dyn Replicas> {
+        self
+    }
+
     async fn status(&self, addr: &str) -> Result<StatusReport, ClientError> {
         self.reports
             .lock()
@@ -380,9 +454,18 @@ const STATUS: &str =
     "PATCH /apis/concoord.io/v1alpha1/namespaces/apps/concoordclusters/demo/status";
 const EVENT: &str = "POST /apis/events.k8s.io/v1/namespaces/apps/events";
 
-/// Observe, apply all owned objects, then `act`, then the status.
+const GET_CA: &str = "GET /api/v1/namespaces/apps/secrets/demo-ca";
+const GET_SERVER_TLS: &str = "GET /api/v1/namespaces/apps/secrets/demo-server-tls";
+const GET_CLIENT_TLS: &str = "GET /api/v1/namespaces/apps/secrets/demo-client-tls";
+const APPLY_NETWORK_POLICY: &str =
+    "PATCH /apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/demo";
+
+/// Check the certificates, observe, apply all owned objects, then `act`, then the status.
 fn expected(act: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec![
+        GET_CA,
+        GET_SERVER_TLS,
+        GET_CLIENT_TLS,
         GET_STS,
         LIST_PODS,
         LIST_CLAIMS,
@@ -392,6 +475,7 @@ fn expected(act: &[&'static str]) -> Vec<&'static str> {
         "PATCH /api/v1/namespaces/apps/services/demo",
         "PATCH /api/v1/namespaces/apps/services/demo-dns",
         "PATCH /apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo",
+        APPLY_NETWORK_POLICY,
         APPLY_STS,
     ];
     v.extend_from_slice(act);
@@ -452,6 +536,7 @@ async fn create_bootstraps_one_pod_that_may_found() {
         pods: pods(1, "r1"),
         claims: vec![0],
         configmaps: BTreeMap::new(),
+        secrets: current_secrets(),
     };
     let run = reconcile_once(state, group(&[0], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -472,6 +557,7 @@ async fn scale_up_adds_the_member_then_grows() {
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
         configmaps: BTreeMap::new(),
+        secrets: current_secrets(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 0)).await;
     assert_eq!(run.lines(), expected(&[EVENT]));
@@ -504,6 +590,7 @@ async fn scale_down_removes_the_member_then_shrinks() {
         pods: pods(5, "r1"),
         claims: (0..5).collect(),
         configmaps: BTreeMap::new(),
+        secrets: current_secrets(),
     };
     // The leader is the highest pod: it is removed like any other (it hands over).
     let run = reconcile_once(state.clone(), group(&[0, 1, 2, 3, 4], &[], 4)).await;
@@ -563,6 +650,7 @@ async fn upgrade_rolls_a_follower_first() {
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
         configmaps: BTreeMap::new(),
+        secrets: current_secrets(),
     };
     let run = reconcile_once(state.clone(), group(&[0, 1, 2], &[], 2)).await;
     assert_eq!(
@@ -650,6 +738,7 @@ async fn a_removed_replica_in_a_wanted_pod_is_replaced_with_an_empty_volume() {
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
         configmaps: BTreeMap::new(),
+        secrets: current_secrets(),
     };
     // Pod 1's replica was removed from the view (by hand); it still answers as "removed".
     let mut reports = group(&[0, 2], &[], 0);
@@ -683,6 +772,7 @@ async fn a_silent_group_clears_leader_view_and_members_but_remembers_the_pods() 
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
         configmaps: BTreeMap::new(),
+        secrets: current_secrets(),
     };
     // No replica answers: the merge patch must clear what is no longer known.
     let run = reconcile_once(state.clone(), BTreeMap::new()).await;
@@ -764,6 +854,7 @@ async fn object_types_are_defined_from_configmaps_and_a_refused_one_degrades() {
         pods: pods(3, "r1"),
         claims: (0..3).collect(),
         configmaps: BTreeMap::from([("types".to_string(), json!({"tencounter.py": TEN}))]),
+        secrets: current_secrets(),
     };
     let replicas = Arc::new(FakeReplicas {
         reports: Mutex::new(group(&[0, 1, 2], &[], 0)),
@@ -825,4 +916,213 @@ async fn object_types_are_defined_from_configmaps_and_a_refused_one_degrades() {
         concoord::object::sandbox::sha256_hex(v2.as_bytes())
     );
     assert_eq!(condition(fixed, "Degraded")["status"], "False");
+}
+
+/// The decoded text of one key of a Secret the operator sent.
+fn secret_text(body: &Value, key: &str) -> String {
+    use base64::Engine;
+    let b64 = body["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {body}"));
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+const APPLY_CA: &str = "PATCH /api/v1/namespaces/apps/secrets/demo-ca";
+const APPLY_SERVER_TLS: &str = "PATCH /api/v1/namespaces/apps/secrets/demo-server-tls";
+const APPLY_CLIENT_TLS: &str = "PATCH /api/v1/namespaces/apps/secrets/demo-client-tls";
+
+/// A new cluster with auth: the operator makes its CA, the replicas' and the applications'
+/// certificates, both tokens and the auth file, mounts them in the pods, and reports the
+/// certificates' expiry.
+#[tokio::test]
+async fn a_new_cluster_gets_its_certificates_tokens_and_auth_file() {
+    let mut cc = cluster(3, Value::Null);
+    cc["spec"]["auth"] = json!({"enabled": true});
+    let state = ApiState {
+        cc,
+        secrets: BTreeMap::new(),
+        ..ApiState::default()
+    };
+    let run = reconcile_once(state, BTreeMap::new()).await;
+    let lines = run.lines();
+    let security = [
+        GET_CA,
+        APPLY_CA,
+        GET_SERVER_TLS,
+        APPLY_SERVER_TLS,
+        GET_CLIENT_TLS,
+        APPLY_CLIENT_TLS,
+        "GET /api/v1/namespaces/apps/secrets/demo-admin-token",
+        "POST /api/v1/namespaces/apps/secrets",
+        "GET /api/v1/namespaces/apps/secrets/demo-app-token",
+        "POST /api/v1/namespaces/apps/secrets",
+        "GET /api/v1/namespaces/apps/secrets/demo-auth",
+        "PATCH /api/v1/namespaces/apps/secrets/demo-auth",
+        EVENT,
+    ];
+    assert_eq!(lines[..security.len()], security);
+
+    // The CA stays with the operator; the pods get certificates it signed.
+    let ca = secret_text(run.body(APPLY_CA), "ca.crt");
+    assert!(secret_text(run.body(APPLY_CA), "ca.key").contains("PRIVATE KEY"));
+    let server = run.body(APPLY_SERVER_TLS);
+    assert_eq!(server["type"], "kubernetes.io/tls");
+    assert_eq!(secret_text(server, "ca.crt"), ca);
+    let info = concoord::pki::inspect(&secret_text(server, "tls.crt")).unwrap();
+    assert!(
+        info.hosts
+            .contains(&"*.demo-peers.apps.svc.cluster.local".to_string())
+    );
+    assert!(info.hosts.contains(&"127.0.0.1".to_string()));
+    let client = concoord::pki::inspect(&secret_text(run.body(APPLY_CLIENT_TLS), "tls.crt"));
+    assert_eq!(client.and_then(|c| c.name).as_deref(), Some("demo-client"));
+
+    // Tokens are random and long; the auth file holds their digests only.
+    let tokens: Vec<String> = run
+        .requests
+        .iter()
+        .filter(|r| r.line == "POST /api/v1/namespaces/apps/secrets")
+        .map(|r| secret_text(&r.body, "token"))
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    assert!(tokens.iter().all(|t| t.len() == 64) && tokens[0] != tokens[1]);
+    let file = secret_text(
+        run.body("PATCH /api/v1/namespaces/apps/secrets/demo-auth"),
+        "auth",
+    );
+    for t in &tokens {
+        assert!(!file.contains(t.as_str()), "a token in the auth file");
+    }
+    let policy = concoord::auth::AuthPolicy::parse(&file).unwrap();
+    let admin = policy
+        .authenticate(Some(&concoord::auth::Token::new(&tokens[0])), None)
+        .unwrap();
+    assert_eq!(policy.role_of(&admin), Some(concoord::auth::Role::Admin));
+    let app_cert = policy.authenticate(None, Some("demo-client")).unwrap();
+    assert_eq!(
+        policy.role_of(&app_cert),
+        Some(concoord::auth::Role::Client)
+    );
+    let issued = run.body(EVENT);
+    assert_eq!(issued["reason"], "CertificateIssued");
+    assert!(
+        issued["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("demo-server-tls") && n.contains("demo-client-tls")),
+        "{issued}"
+    );
+
+    // The pods mount the certificate and the auth file; the probes show the admin token.
+    let pod = &run.body(APPLY_STS)["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("\"--tls-cert\",\"/etc/concoord/tls/tls.crt\""),
+        "{args}"
+    );
+    assert!(
+        args.contains("\"--auth-file\",\"/etc/concoord/auth/auth\""),
+        "{args}"
+    );
+    let volumes = pod["volumes"].to_string();
+    assert!(
+        volumes.contains("\"secretName\":\"demo-server-tls\""),
+        "{volumes}"
+    );
+    assert!(
+        volumes.contains("\"secretName\":\"demo-auth\""),
+        "{volumes}"
+    );
+    assert!(
+        !volumes.contains("demo-ca"),
+        "the CA key never reaches a pod"
+    );
+    let env = pod["containers"][0]["env"].to_string();
+    assert!(env.contains("\"name\":\"CONCOORD_TOKEN\""), "{env}");
+    assert!(env.contains("\"name\":\"demo-admin-token\""), "{env}");
+
+    let status = &run.body(STATUS)["status"];
+    let kinds: Vec<&str> = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ca", "server", "client"]);
+    assert!(
+        status["certificates"][1]["notAfter"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+}
+
+/// A certificate close to its expiry is issued again by the same CA; the rest stays.
+#[tokio::test]
+async fn an_expiring_server_certificate_is_renewed_with_the_same_ca() {
+    use crate::security::tls_secret;
+    let names = ClusterNames::new("demo", NS);
+    let mut secrets = current_secrets();
+    let ca_secret_json = &secrets[&names.ca_secret()];
+    let ca = concoord::pki::Pem {
+        cert: secret_text(ca_secret_json, "ca.crt"),
+        key: secret_text(ca_secret_json, "ca.key"),
+    };
+    let meta = |name: String| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name),
+        ..Default::default()
+    };
+    let soon = concoord::pki::issue(
+        &ca,
+        "demo",
+        &names.server_hosts(),
+        10,
+        concoord::pki::CertKind::Replica,
+    )
+    .unwrap();
+    secrets.insert(
+        names.server_tls_secret(),
+        secret_json(&tls_secret(
+            meta(names.server_tls_secret()),
+            &soon,
+            &ca.cert,
+        )),
+    );
+    let state = ApiState {
+        cc: cluster(3, members_status(3, 0)),
+        statefulset: Some(statefulset(3, "r1")),
+        pods: pods(3, "r1"),
+        claims: (0..3).collect(),
+        secrets,
+        ..ApiState::default()
+    };
+    let run = reconcile_once(state, group(&[0, 1, 2], &[], 0)).await;
+    let lines = run.lines();
+    assert_eq!(
+        lines[..5],
+        [
+            GET_CA,
+            GET_SERVER_TLS,
+            APPLY_SERVER_TLS,
+            GET_CLIENT_TLS,
+            EVENT
+        ]
+    );
+    assert!(!lines.contains(&APPLY_CA) && !lines.contains(&APPLY_CLIENT_TLS));
+    let renewed = run.body(APPLY_SERVER_TLS);
+    assert_eq!(secret_text(renewed, "ca.crt"), ca.cert);
+    let info = concoord::pki::inspect(&secret_text(renewed, "tls.crt")).unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    assert!(info.not_after - now > 80 * 86_400);
+    let event = run.body(EVENT);
+    assert_eq!(event["reason"], "CertificateIssued");
+    assert!(
+        event["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("demo-server-tls (it expires in")),
+        "{event}"
+    );
 }

@@ -1,10 +1,14 @@
 //! Pure builders of the objects a cluster owns: StatefulSet, the peer, client and DNS
-//! Services, the bootstrap ConfigMap, the PodDisruptionBudget and the ServiceAccount.
+//! Services, the bootstrap ConfigMap, the PodDisruptionBudget, the ServiceAccount and the
+//! NetworkPolicy. (The Secrets are `security`'s.)
 //! Nothing here talks to the API server, so builders are tested from YAML fixtures.
 
 use crate::crd::ConCoordCluster;
 use crate::names::{
     ClusterNames, DATA_DIR, DATA_VOLUME, DNS_CONTAINER_PORT, FOUND_IF_KEY, REPLICA_PORT,
+};
+use crate::security::{
+    AUTH_DIR, AUTH_KEY, CA_CRT, TLS_CRT, TLS_DIR, TLS_KEY, TOKEN_KEY, pod_security,
 };
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
@@ -14,9 +18,13 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapKeySelector, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecurityContext,
-    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -45,6 +53,8 @@ pub struct Rendered {
     pub dns_service: Option<Service>,
     pub pdb: PodDisruptionBudget,
     pub statefulset: StatefulSet,
+    /// None when `spec.networkPolicy.enabled` is false.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// The inputs of rendering besides the resource itself.
@@ -90,6 +100,11 @@ pub fn render(cc: &ConCoordCluster, input: &RenderInput) -> Result<Rendered, Ren
             .then(|| dns_service(cc, &names, meta(names.dns_service()))),
         pdb: pdb(&names, meta(names.pdb())),
         statefulset: statefulset(cc, &names, input, meta(names.statefulset())),
+        network_policy: cc
+            .spec
+            .network_policy
+            .enabled
+            .then(|| network_policy(cc, &names, meta(names.network_policy()))),
     })
 }
 
@@ -233,7 +248,89 @@ pub fn replica_args(cc: &ConCoordCluster, names: &ClusterNames) -> Vec<String> {
     if let Some(r53) = &cc.spec.route53 {
         args.extend(["-r".into(), "--route53-zone-id".into(), r53.zone_id.clone()]);
     }
+    let security = pod_security(cc, names);
+    if security.tls_secret.is_some() {
+        args.extend([
+            "--tls-cert".into(),
+            format!("{TLS_DIR}/{TLS_CRT}"),
+            "--tls-key".into(),
+            format!("{TLS_DIR}/{TLS_KEY}"),
+            "--tls-ca".into(),
+            format!("{TLS_DIR}/{CA_CRT}"),
+        ]);
+    }
+    if security.auth.is_some() {
+        args.extend(["--auth-file".into(), format!("{AUTH_DIR}/{AUTH_KEY}")]);
+    }
     args
+}
+
+/// The replicas' port is open to the cluster's own pods (peers), the operator and the
+/// clients the spec selects (the same namespace by default); DNS is open to all.
+fn network_policy(cc: &ConCoordCluster, names: &ClusterNames, meta: ObjectMeta) -> NetworkPolicy {
+    let own_pods = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(names.selector()),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let operator = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (
+                    "app.kubernetes.io/part-of".to_string(),
+                    "concoord".to_string(),
+                ),
+                (
+                    "app.kubernetes.io/component".to_string(),
+                    "operator".to_string(),
+                ),
+            ])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let clients = if cc.spec.network_policy.clients.is_empty() {
+        vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        }]
+    } else {
+        cc.spec.network_policy.clients.clone()
+    };
+    let port = |protocol: &str, port: i32| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(port)),
+        ..NetworkPolicyPort::default()
+    };
+    let mut from = vec![own_pods, operator];
+    from.extend(clients);
+    NetworkPolicy {
+        metadata: meta,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(names.selector()),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(from),
+                    ports: Some(vec![port("TCP", REPLICA_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: None,
+                    ports: Some(vec![
+                        port("UDP", DNS_CONTAINER_PORT),
+                        port("TCP", DNS_CONTAINER_PORT),
+                    ]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -243,6 +340,21 @@ fn field_env(name: &str, path: &str) -> EnvVar {
             field_ref: Some(ObjectFieldSelector {
                 field_path: path.into(),
                 ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
             }),
             ..EnvVarSource::default()
         }),
@@ -278,21 +390,59 @@ fn replica_env(cc: &ConCoordCluster, names: &ClusterNames) -> Vec<EnvVar> {
             ("AWS_ACCESS_KEY_ID", &secret.access_key_id_key),
             ("AWS_SECRET_ACCESS_KEY", &secret.secret_access_key_key),
         ] {
-            env.push(EnvVar {
-                name: var.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: secret.name.clone(),
-                        key: key.clone(),
-                        optional: Some(false),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            });
+            env.push(secret_env(var, &secret.name, key));
         }
     }
+    // The probes (`concoord probe`) are clients: the CA to check the replica, and the
+    // admin token, which the replica also shows its peers when there is no TLS.
+    let security = pod_security(cc, names);
+    if security.tls_secret.is_some() {
+        env.push(EnvVar {
+            name: "CONCOORD_CA".into(),
+            value: Some(format!("{TLS_DIR}/{CA_CRT}")),
+            ..EnvVar::default()
+        });
+    }
+    if let Some(auth) = &security.auth {
+        env.push(secret_env(
+            "CONCOORD_TOKEN",
+            &auth.admin_token_secret,
+            TOKEN_KEY,
+        ));
+    }
     env
+}
+
+/// The Secret volumes and their mounts: the replicas' certificate and the auth file, read
+/// by the replica's group only.
+fn security_volumes(cc: &ConCoordCluster, names: &ClusterNames) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let security = pod_security(cc, names);
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut add = |name: &str, secret: &str, dir: &str| {
+        volumes.push(Volume {
+            name: name.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.into()),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: name.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    };
+    if let Some(secret) = &security.tls_secret {
+        add("tls", secret, TLS_DIR);
+    }
+    if let Some(auth) = &security.auth {
+        add("auth", &auth.file_secret, AUTH_DIR);
+    }
+    (volumes, mounts)
 }
 
 fn exec_probe(kind: &str, period: i32, failures: i32, initial: i32) -> Probe {
@@ -348,6 +498,7 @@ fn statefulset(
 ) -> StatefulSet {
     let spec = &cc.spec;
     let tpl = &spec.pod_template;
+    let (secret_volumes, secret_mounts) = security_volumes(cc, names);
     let mut labels = tpl.labels.clone();
     labels.extend(names.labels());
     let container = Container {
@@ -365,11 +516,15 @@ fn statefulset(
         readiness_probe: Some(exec_probe("ready", 5, 3, 2)),
         liveness_probe: Some(exec_probe("live", 10, 6, 10)),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: DATA_VOLUME.into(),
-            mount_path: DATA_DIR.into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: DATA_VOLUME.into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            })
+            .chain(secret_mounts)
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -403,15 +558,19 @@ fn statefulset(
             }),
             ..PersistentVolumeClaim::default()
         };
-        (None, Some(vec![claim]))
+        (secret_volumes, Some(vec![claim]))
     } else {
         let scratch = Volume {
             name: DATA_VOLUME.into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
         };
-        (Some(vec![scratch]), None)
+        (
+            std::iter::once(scratch).chain(secret_volumes).collect(),
+            None,
+        )
     };
+    let volumes = (!volumes.is_empty()).then_some(volumes);
     StatefulSet {
         metadata: meta,
         spec: Some(StatefulSetSpec {

@@ -30,6 +30,9 @@ fn as_yaml(r: &Rendered) -> String {
         docs.push(serde_norway::to_string(dns).unwrap());
     }
     docs.push(serde_norway::to_string(&r.pdb).unwrap());
+    if let Some(policy) = &r.network_policy {
+        docs.push(serde_norway::to_string(policy).unwrap());
+    }
     docs.push(serde_norway::to_string(&r.statefulset).unwrap());
     docs.iter().map(|d| format!("---\n{d}")).collect()
 }
@@ -162,6 +165,96 @@ fn full_cluster_passes_every_setting_through() {
     assert!(env.contains(&"AWS_SECRET_ACCESS_KEY"));
     let dns = r.dns_service.as_ref().unwrap().spec.as_ref().unwrap();
     assert_eq!(dns.ports.as_ref().unwrap()[0].port, 1053);
+    // Provided certificates and auth: the user's Secret and the auth file are mounted, the
+    // admin token reaches the probes; the CA Secret never exists in this mode.
+    let secrets: Vec<&str> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.as_deref())
+        .collect();
+    assert_eq!(secrets, ["locks-certs", "locks-auth"]);
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--auth-file", "/etc/concoord/auth/auth"])
+    );
+    assert!(env.contains(&"CONCOORD_TOKEN"));
+    // Clients from the selected namespace, besides the cluster's own pods and the operator.
+    let policy = r.network_policy.as_ref().unwrap().spec.as_ref().unwrap();
+    let rules = policy.ingress.as_ref().unwrap();
+    let from = rules[0].from.as_ref().unwrap();
+    assert_eq!(from.len(), 3);
+    assert_eq!(
+        from[2]
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["team"],
+        "a"
+    );
+    assert!(rules[1].from.is_none(), "DNS is open to all");
+}
+
+/// Which certificates the operator keeps and which it issues again.
+#[test]
+fn the_rotation_plan_renews_what_expires_or_no_longer_fits() {
+    use crate::security::{CertPlan, RENEW_BEFORE_SECS, plan_certificate};
+    use concoord::pki::{self, CertKind};
+    let ca = pki::new_ca("CA", 3650).unwrap();
+    let other_ca = pki::new_ca("another CA", 3650).unwrap();
+    let hosts = vec!["*.demo-peers.apps.svc.cluster.local".to_string()];
+    let cert = pki::issue(&ca, "demo", &hosts, 90, CertKind::Replica).unwrap();
+    let data = |cert: &str, ca_cert: &str| {
+        BTreeMap::from([
+            ("tls.crt".to_string(), cert.to_string()),
+            ("tls.key".to_string(), "key".to_string()),
+            ("ca.crt".to_string(), ca_cert.to_string()),
+        ])
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let fresh = data(&cert.cert, &ca.cert);
+    assert_eq!(
+        plan_certificate(Some(&fresh), &ca.cert, &hosts, now),
+        CertPlan::Keep
+    );
+    let issue = |plan: CertPlan, why: &str| match plan {
+        CertPlan::Issue(reason) => assert!(reason.contains(why), "{reason}"),
+        CertPlan::Keep => panic!("kept; expected a new certificate because {why}"),
+    };
+    issue(
+        plan_certificate(None, &ca.cert, &hosts, now),
+        "does not exist",
+    );
+    // 61 days on, 29 are left: renewed.
+    let later = now + 61 * 86_400;
+    assert!(later + RENEW_BEFORE_SECS > now + 90 * 86_400);
+    issue(
+        plan_certificate(Some(&fresh), &ca.cert, &hosts, later),
+        "expires in",
+    );
+    issue(
+        plan_certificate(Some(&fresh), &other_ca.cert, &hosts, now),
+        "another CA",
+    );
+    let more = vec![hosts[0].clone(), "127.0.0.1".to_string()];
+    issue(
+        plan_certificate(Some(&fresh), &ca.cert, &more, now),
+        "names",
+    );
+    let mut partial = fresh.clone();
+    partial.remove("tls.key");
+    issue(
+        plan_certificate(Some(&partial), &ca.cert, &hosts, now),
+        "lacks",
+    );
+    let garbled = data("garbage", &ca.cert);
+    issue(
+        plan_certificate(Some(&garbled), &ca.cert, &hosts, now),
+        "parse",
+    );
 }
 
 #[test]
@@ -252,10 +345,18 @@ fn pod_process_is_the_command_the_kubelet_runs() {
             "--dns-addr",
             "0.0.0.0",
             "--dns-port",
-            "5353"
+            "5353",
+            "--tls-cert",
+            "/etc/concoord/tls/tls.crt",
+            "--tls-key",
+            "/etc/concoord/tls/tls.key",
+            "--tls-ca",
+            "/etc/concoord/tls/ca.crt"
         ]
     );
     let env: BTreeMap<_, _> = p.env.iter().cloned().collect();
+    // The probes check the replica against the CA.
+    assert_eq!(env["CONCOORD_CA"], "/etc/concoord/tls/ca.crt");
     assert_eq!(env["POD_NAME"], "demo-1");
     assert_eq!(env["POD_IP"], "10.0.0.11");
     assert_eq!(env["POD_NAMESPACE"], "apps");

@@ -3,9 +3,11 @@
 
 use async_trait::async_trait;
 use concoord::client::{
-    Client, ClientError, ClientOptions, TypeSummary, add_member, fetch_status, remove_member,
+    Client, ClientError, ClientOptions, Credentials, TypeSummary, add_member_over,
+    fetch_status_with, remove_member_over,
 };
 use concoord::net::wire::StatusReport;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one status request may take; a slow replica counts as unhealthy.
@@ -15,6 +17,9 @@ pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[async_trait]
 pub trait Replicas: Send + Sync {
+    /// The same replicas reached with a cluster's credentials (its CA, the operator's
+    /// token).
+    fn with_credentials(self: Arc<Self>, creds: Credentials) -> Arc<dyn Replicas>;
     /// One replica's own report.
     async fn status(&self, addr: &str) -> Result<StatusReport, ClientError>;
     /// Adds `member` ("host:port") to the view through any of `seeds`; returns the new view number.
@@ -42,25 +47,53 @@ pub trait Replicas: Send + Sync {
     ) -> Result<(String, String), ClientError>;
 }
 
-/// The real replicas, over the network.
-pub struct NetworkReplicas;
+/// The real replicas, over the network, with the credentials of one cluster (none until
+/// `with_credentials`).
+#[derive(Default)]
+pub struct NetworkReplicas {
+    creds: Credentials,
+}
+
+impl NetworkReplicas {
+    fn options(&self) -> ClientOptions {
+        ClientOptions {
+            tls: self.creds.tls.clone(),
+            token: self.creds.token.clone(),
+            ..ClientOptions::default()
+        }
+    }
+}
 
 #[async_trait]
 impl Replicas for NetworkReplicas {
+    fn with_credentials(self: Arc<Self>, creds: Credentials) -> Arc<dyn Replicas> {
+        Arc::new(NetworkReplicas { creds })
+    }
+
     async fn status(&self, addr: &str) -> Result<StatusReport, ClientError> {
-        fetch_status(addr, STATUS_TIMEOUT).await
+        fetch_status_with(addr, STATUS_TIMEOUT, self.creds.clone()).await
     }
 
     async fn add_member(&self, seeds: &[String], member: &str) -> Result<u64, ClientError> {
-        Ok(add_member(&seeds.join(", "), member, CHANGE_TIMEOUT)
-            .await?
-            .number)
+        Ok(add_member_over(
+            &seeds.join(", "),
+            member,
+            CHANGE_TIMEOUT,
+            self.creds.clone(),
+        )
+        .await?
+        .number)
     }
 
     async fn remove_member(&self, seeds: &[String], member: &str) -> Result<u64, ClientError> {
-        Ok(remove_member(&seeds.join(", "), member, CHANGE_TIMEOUT)
-            .await?
-            .number)
+        Ok(remove_member_over(
+            &seeds.join(", "),
+            member,
+            CHANGE_TIMEOUT,
+            self.creds.clone(),
+        )
+        .await?
+        .number)
     }
 
     async fn ensure_object(
@@ -70,7 +103,7 @@ impl Replicas for NetworkReplicas {
         type_name: &str,
         args: &[serde_json::Value],
     ) -> Result<(), ClientError> {
-        let client = Client::connect(&seeds.join(", "), ClientOptions::default()).await?;
+        let client = Client::connect(&seeds.join(", "), self.options()).await?;
         let args = args
             .iter()
             .map(concoord::json::from_json)
@@ -86,7 +119,7 @@ impl Replicas for NetworkReplicas {
     }
 
     async fn list_types(&self, seeds: &[String]) -> Result<Vec<TypeSummary>, ClientError> {
-        let client = Client::connect(&seeds.join(", "), ClientOptions::default()).await?;
+        let client = Client::connect(&seeds.join(", "), self.options()).await?;
         let result = client.list_types().await;
         let _ = client.close().await;
         result
@@ -99,7 +132,7 @@ impl Replicas for NetworkReplicas {
         class: &str,
         source: &str,
     ) -> Result<(String, String), ClientError> {
-        let client = Client::connect(&seeds.join(", "), ClientOptions::default()).await?;
+        let client = Client::connect(&seeds.join(", "), self.options()).await?;
         let result = client.define_type(module, class, source, true).await;
         let _ = client.close().await;
         result.map(|t| (t.name, t.sha256))

@@ -278,7 +278,7 @@ async fn control(
     let pods = watcher::Config::default().labels("app.kubernetes.io/name=concoord");
     let ctx = Arc::new(Context {
         client: client.clone(),
-        replicas: Arc::new(NetworkReplicas),
+        replicas: Arc::new(NetworkReplicas::default()),
         recorder: Recorder::new(
             client.clone(),
             Reporter {

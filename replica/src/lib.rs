@@ -16,6 +16,7 @@ pub mod net;
 pub mod node;
 pub mod object;
 pub mod paxos;
+pub mod pki;
 pub mod remote;
 pub mod runtime;
 pub mod sim;

@@ -333,7 +333,7 @@ impl ReplicaTls {
     pub fn client(&self) -> ClientTls {
         ClientTls {
             connector: self.loaded().connector.clone(),
-            ca: self.files.ca.clone(),
+            ca: self.files.ca.display().to_string(),
         }
     }
 }
@@ -343,7 +343,8 @@ impl ReplicaTls {
 #[derive(Clone)]
 pub struct ClientTls {
     connector: TlsConnector,
-    ca: PathBuf,
+    /// Where the CA came from, for debugging output.
+    ca: String,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -375,7 +376,41 @@ impl ClientTls {
         };
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
-            ca: ca.to_path_buf(),
+            ca: ca.display().to_string(),
+        })
+    }
+
+    /// The same from PEM text held in memory (the operator's, read from Secrets): the CA,
+    /// and a client certificate with its key.
+    pub fn from_pem(ca: &str, identity: Option<(&str, &str)>) -> Result<ClientTls, TlsError> {
+        let pem_error =
+            |what: &str, e: rustls::pki_types::pem::Error| TlsError::Config(format!("{what}: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots
+                .add(cert.map_err(|e| pem_error("CA", e))?)
+                .map_err(config_error)?;
+        }
+        if roots.is_empty() {
+            return Err(TlsError::Config("the CA holds no certificate".into()));
+        }
+        let builder = client_builder()?.with_root_certificates(Arc::new(roots));
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| pem_error("certificate", e))?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| pem_error("key", e))?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(config_error)?
+            }
+        };
+        Ok(ClientTls {
+            connector: TlsConnector::from(Arc::new(config)),
+            ca: "(in memory)".into(),
         })
     }
 

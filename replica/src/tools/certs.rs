@@ -1,10 +1,12 @@
 //! `concoord certs init|issue`: a small CA for TLS between replicas and clients, for hosts
 //! outside Kubernetes (where the operator makes them): EC2, remote hosts, a laptop.
 //!
-//! Certificates carry no extended key usage, so one certificate serves a replica both as
-//! a server and as the client of its peers. Keys are written readable by their owner only.
+//! A replica's certificate serves it both as a server and as the client of its peers; a
+//! user's (`--client`) only proves a name. Keys are written readable by their owner only.
 
 use crate::cli::{CertsAction, CertsArgs, CliError};
+use crate::pki;
+pub use crate::pki::CertKind;
 use std::path::{Path, PathBuf};
 
 pub const CA_CERT: &str = "ca.crt";
@@ -47,13 +49,6 @@ fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
     CliError::Failed(format!("{what}: {e}"))
 }
 
-fn validity(params: &mut rcgen::CertificateParams, days: u32) {
-    let now = time::OffsetDateTime::now_utc();
-    // A little slack for clocks that run behind.
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(i64::from(days));
-}
-
 /// Writes `contents` to a new file (never over an existing one), private when `secret`.
 fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(), CliError> {
     use std::io::Write;
@@ -81,35 +76,10 @@ pub fn init(dir: &Path, name: &str, days: u32) -> Result<(PathBuf, PathBuf), Cli
             )));
         }
     }
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-        .map_err(|e| failed("CA parameters", e))?;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    validity(&mut params, days);
-    let key = rcgen::KeyPair::generate().map_err(|e| failed("CA key", e))?;
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| failed("CA certificate", e))?;
-    write_new(&key_path, &key.serialize_pem(), true)?;
-    write_new(&cert_path, &cert.pem(), false)?;
+    let ca = pki::new_ca(name, days).map_err(|e| failed("CA", e))?;
+    write_new(&key_path, &ca.key, true)?;
+    write_new(&cert_path, &ca.cert, false)?;
     Ok((cert_path, key_path))
-}
-
-/// What a certificate is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CertKind {
-    /// A replica's: it serves clients and links to peers (server and client usage).
-    Replica,
-    /// A user's: it proves its common name to replicas, and can neither serve nor link as a
-    /// replica (client usage only).
-    Client,
 }
 
 /// Creates DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA, for `hosts`.
@@ -137,37 +107,17 @@ pub fn issue(
             )
         })
     };
-    let ca_key =
-        rcgen::KeyPair::from_pem(&read(dir.join(CA_KEY))?).map_err(|e| failed("the CA key", e))?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&read(dir.join(CA_CERT))?, ca_key)
-        .map_err(|e| failed("the CA certificate", e))?;
-    let mut params =
-        rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| failed("--host", e))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::DigitalSignature,
-        rcgen::KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = match kind {
-        CertKind::Replica => vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ],
-        CertKind::Client => vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+    let ca = pki::Pem {
+        cert: read(dir.join(CA_CERT))?,
+        key: read(dir.join(CA_KEY))?,
     };
-    validity(&mut params, days);
-    let key = rcgen::KeyPair::generate().map_err(|e| failed("key", e))?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(|e| failed("certificate", e))?;
+    let issued = pki::issue(&ca, name, hosts, days, kind).map_err(|e| failed("certificate", e))?;
     let (cert_path, key_path) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
     );
-    write_new(&key_path, &key.serialize_pem(), true)?;
-    write_new(&cert_path, &cert.pem(), false)?;
+    write_new(&key_path, &issued.key, true)?;
+    write_new(&cert_path, &issued.cert, false)?;
     Ok((cert_path, key_path))
 }
 
