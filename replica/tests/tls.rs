@@ -491,3 +491,96 @@ fn a_replica_with_part_of_the_tls_flags_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing: --tls-key, --tls-ca"), "{err}");
 }
+
+/// A client that finds the group through its domain's SRV records dials the IPs they give
+/// and checks the certificate for the name the nameserver published (`r1.DOMAIN`), so a
+/// replica certificate that names `*.DOMAIN` serves, and one that does not is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_discover_the_group_by_srv_check_the_published_names() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let pki = dir.path().join("pki");
+    let pki_s = pki.display().to_string();
+    let certs = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("certs")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("certs: {e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    certs(&["init", &pki_s]);
+    const DOMAIN: &str = "tls-srv.concoord";
+    certs(&[
+        "issue",
+        &pki_s,
+        "named",
+        "--host",
+        "127.0.0.1",
+        "--host",
+        "*.tls-srv.concoord",
+    ]);
+    certs(&["issue", &pki_s, "unnamed", "--host", "127.0.0.1"]);
+    let mut procs = Procs(Vec::new());
+    let call = |dns: u16| {
+        Command::new(BIN)
+            .args(["call", DOMAIN, "--dns-server", &format!("127.0.0.1:{dns}")])
+            .args(["--ca", &format!("{pki_s}/ca.crt"), "--timeout", "5s"])
+            .args(["counter", "increment"])
+            .output()
+            .unwrap_or_else(|e| panic!("call: {e}"))
+    };
+    for (cert, serves) in [("named", true), ("unnamed", false)] {
+        let ports = free_ports(2);
+        let (port, dns) = (ports[0], ports[1]);
+        let child = Command::new(BIN)
+            .args([
+                "replica",
+                "-o",
+                "counter",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .args(TIMING_FLAGS)
+            .args([
+                "-n",
+                DOMAIN,
+                "--dns-addr",
+                "127.0.0.1",
+                "--dns-port",
+                &dns.to_string(),
+            ])
+            .args(["--tls-cert", &format!("{pki_s}/{cert}.crt")])
+            .args(["--tls-key", &format!("{pki_s}/{cert}.key")])
+            .args(["--tls-ca", &format!("{pki_s}/ca.crt")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("replica: {e}"));
+        procs.0.push(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let out = loop {
+            let out = call(dns);
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            // Wait out the start (no SRV records yet, or no leader).
+            if out.status.success() || stderr.contains("certificate") {
+                break out;
+            }
+            assert!(Instant::now() < deadline, "{cert}: {stderr}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if serves {
+            assert!(out.status.success(), "{cert}: {stderr}");
+        } else {
+            assert!(!out.status.success());
+            assert!(stderr.contains("r1.tls-srv.concoord"), "{stderr}");
+        }
+    }
+}

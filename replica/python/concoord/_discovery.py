@@ -65,6 +65,8 @@ class Seeds:
         self.domain = spec.strip().rstrip(".") if is_domain(spec) else None
         self.addrs = None if self.domain else parse_addrs(spec)
         self.dns_server = _nameserver(dns_server) if dns_server else None
+        #: "ip:port" -> the SRV target name it was published under (TLS checks it).
+        self.published = {}
 
     def describe(self):
         return self.domain if self.domain else ", ".join(self.addrs)
@@ -73,7 +75,7 @@ class Seeds:
         """The addresses to try (SRV targets in priority order for a domain)."""
         if self.addrs is not None:
             return list(self.addrs)
-        return await lookup_srv(self.domain, self.dns_server)
+        return await lookup_srv(self.domain, self.dns_server, published=self.published)
 
 
 def _nameserver(spec):
@@ -91,8 +93,10 @@ def _nameserver(spec):
     return host, int(port)
 
 
-async def lookup_srv(domain, server=None, timeout=5.0):
-    """The ``host:port`` of every replica the domain's SRV records name."""
+async def lookup_srv(domain, server=None, timeout=5.0, published=None):
+    """The ``host:port`` of every replica the domain's SRV records name. With a dict
+    ``published``, each address's SRV target name goes in it: a client dials the IP (its
+    nameserver may be the only one that knows the name) and checks TLS for the name."""
     import dns.asyncresolver
     import dns.exception
     import dns.rdatatype
@@ -130,6 +134,8 @@ async def lookup_srv(domain, server=None, timeout=5.0):
                 continue
         for ip in ips:
             addr = ("[%s]:%d" if ":" in ip else "%s:%d") % (ip, rec.port)
+            if published is not None:
+                published[addr] = target.rstrip(".")
             if addr not in out:
                 out.append(addr)
     if not out:

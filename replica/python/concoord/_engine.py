@@ -53,6 +53,7 @@ class Options:
         backoff_max=2.0,
         tls=None,
         token=None,
+        tls_server_name=None,
     ):
         #: Deadline of a non-blocking call; None waits forever.
         self.timeout = timeout
@@ -73,6 +74,8 @@ class Options:
         self.tls = tls
         #: A bearer token for replicas with an auth file; None shows none.
         self.token = token
+        #: The name the replicas' certificates carry, checked instead of the host dialled.
+        self.tls_server_name = tls_server_name
 
 
 class _Call:
@@ -411,7 +414,14 @@ class Engine:
         timeout = self.options.connect_timeout
         tls = self.options.tls
         opening = (
-            asyncio.open_connection(host, int(port), ssl=tls, server_hostname=host)
+            asyncio.open_connection(
+                host,
+                int(port),
+                ssl=tls,
+                server_hostname=(
+                    self.options.tls_server_name or self._seeds.published.get(addr) or host
+                ),
+            )
             if tls is not None
             else asyncio.open_connection(host, int(port))
         )

@@ -9,18 +9,19 @@ from .aio import tls_context
 from .exceptions import ProtocolError
 
 
-def status(addr, timeout=2.0, ca=None, cert=None, key=None, token=None):
+def status(addr, timeout=2.0, ca=None, cert=None, key=None, token=None, tls_server_name=None):
     """The status report of the replica at ``addr`` ("host:port") as a dict: ``replica``,
     ``view`` (members, learners), ``leader``, ``is_leader``, ``decided_upto``, ...
     ``ca`` (and ``cert``, ``key``) as for :class:`concoord.Client`: over TLS; ``token`` (or
     ``CONCOORD_TOKEN``) for a replica with an auth file."""
     token = token or os.environ.get("CONCOORD_TOKEN") or None
+    tls_server_name = tls_server_name or os.environ.get("CONCOORD_TLS_SERVER_NAME") or None
     _discovery.check_addr(addr)
     host, _, port = addr.rpartition(":")
     host = host.strip("[]")
     tls = tls_context(ca, cert, key)
     with socket.create_connection((host, int(port)), timeout=timeout) as raw:
-        sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=host)
+        sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=tls_server_name or host)
         sock.settimeout(timeout)
         _send(sock, _wire.hello(token))
         _wire.welcome_replica(_recv(sock))

@@ -93,14 +93,17 @@ class Client:
     ``timeout`` bounds ordinary calls, ``blocking_timeout`` the calls that wait for other
     clients (acquire, wait; default: no bound). ``ca`` (the group's CA certificate) connects
     over TLS, ``cert`` and ``key`` add a client certificate (also ``CONCOORD_CA``,
-    ``CONCOORD_CERT``, ``CONCOORD_KEY``). The session is kept alive in the
+    ``CONCOORD_CERT``, ``CONCOORD_KEY``); ``tls_server_name`` is checked in the replicas'
+    certificates instead of the host dialled. ``token`` (or ``CONCOORD_TOKEN``) proves who
+    the client is to replicas with an auth file. The session is kept alive in the
     background; ``close()`` (or leaving ``with Client(...) as c:``) ends it and releases what
     it holds.
     """
 
     def __init__(self, addrs, *, timeout=30.0, blocking_timeout=None, connect_timeout=5.0,
                  keepalive_interval=1.0, keepalive_timeout=3.0, failover_timeout=30.0,
-                 dns_server=None, token=None, debug=False, ca=None, cert=None, key=None):
+                 dns_server=None, token=None, debug=False, ca=None, cert=None, key=None,
+                 tls_server_name=None):
         self._aio = aio.Client(
             addrs,
             timeout=timeout,
@@ -115,6 +118,7 @@ class Client:
             ca=ca,
             cert=cert,
             key=key,
+            tls_server_name=tls_server_name,
         )
         self._closed = False
         try:

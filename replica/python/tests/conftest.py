@@ -87,7 +87,11 @@ class Cluster:
             name = "replica-%d" % self.ports[i]
             cert = os.path.join(self.pki, name + ".crt")
             if not os.path.exists(cert):
-                subprocess.run([self.bin, "certs", "issue", self.pki, name, "--host", "127.0.0.1"],
+                hosts = ["--host", "127.0.0.1"]
+                if self.domain:
+                    # The names the nameserver publishes in SRV records (r<id>.DOMAIN).
+                    hosts += ["--host", "*." + self.domain]
+                subprocess.run([self.bin, "certs", "issue", self.pki, name] + hosts,
                                check=True, stdout=subprocess.DEVNULL)
             cmd += ["--tls-cert", cert, "--tls-key", os.path.join(self.pki, name + ".key"),
                     "--tls-ca", os.path.join(self.pki, "ca.crt")]

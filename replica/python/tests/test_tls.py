@@ -73,3 +73,15 @@ def test_a_replica_from_another_ca_is_not_trusted(tmp_path, tls_cluster):
         concoord.Client(tls_cluster.addrs, ca=os.path.join(other, "ca.crt"), connect_timeout=3,
                         failover_timeout=3)
     assert "certificate" in str(e.value).lower()
+
+
+def test_a_client_that_finds_the_group_by_srv_checks_the_published_names(pki):
+    c = Cluster(3, domain="tls-srv.concoord", pki=pki)
+    try:
+        ca = os.path.join(pki, "ca.crt")
+        server = "127.0.0.1:%d" % c.dns_ports[0]
+        with concoord.Client("tls-srv.concoord", dns_server=server, ca=ca) as client:
+            assert isinstance(client.call("counter", "increment"), (int, type(None)))
+            assert client.call("counter", "getvalue") >= 1
+    finally:
+        c.stop()

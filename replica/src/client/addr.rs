@@ -23,16 +23,26 @@ impl Seeds {
 
     /// The addresses to try: as given, or the domain's SRV targets (leader first).
     pub async fn resolve(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self
+            .resolve_named()
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect())
+    }
+
+    /// [`Seeds::resolve`], with the name each discovered address was published under (TLS
+    /// checks it); given addresses have none.
+    pub async fn resolve_named(&self) -> Result<Vec<(String, Option<String>)>, ClientError> {
         match self {
-            Seeds::Addrs(addrs) => Ok(addrs.clone()),
-            Seeds::Domain(domain) => {
-                discover::members(domain, None)
-                    .await
-                    .map_err(|e| ClientError::NoReplica {
-                        tried: vec![domain.clone()],
-                        last_error: e.to_string(),
-                    })
-            }
+            Seeds::Addrs(addrs) => Ok(addrs.iter().map(|a| (a.clone(), None)).collect()),
+            Seeds::Domain(domain) => discover::members_named(domain, None)
+                .await
+                .map(|found| found.into_iter().map(|(a, n)| (a, Some(n))).collect())
+                .map_err(|e| ClientError::NoReplica {
+                    tried: vec![domain.clone()],
+                    last_error: e.to_string(),
+                }),
         }
     }
 }

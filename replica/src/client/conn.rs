@@ -149,8 +149,9 @@ pub(crate) enum Event {
         link: u64,
         error: String,
     },
-    /// A fresh SRV lookup of the group's domain: its addresses, or why it failed.
-    Discovered(Result<Vec<String>, String>),
+    /// A fresh SRV lookup of the group's domain: its addresses with the names they were
+    /// published under, or why it failed.
+    Discovered(Result<Vec<(String, String)>, String>),
 }
 
 /// Connects, then forwards every frame read to the driver until the connection fails.

@@ -20,7 +20,7 @@ use super::addr::check_addr;
 use super::conn::{self, Event};
 use crate::command::{ClientCommand, Operation, SessionId, Value};
 use crate::net::wire::{ClientFrame, ReplicaFrame, ReplyResult};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -191,6 +191,8 @@ pub(crate) struct Driver {
     tried: Vec<String>,
     last_error: String,
     ever_connected: bool,
+    /// The name each discovered address was published under in SRV records.
+    published: HashMap<String, String>,
     /// The group's domain when the seeds came from SRV discovery: looked up again when
     /// every address failed.
     domain: Option<String>,
@@ -208,6 +210,7 @@ impl Driver {
     pub(crate) fn new(
         opts: ClientOptions,
         seeds: Vec<String>,
+        published: HashMap<String, String>,
         domain: Option<String>,
         calls: mpsc::UnboundedReceiver<NewCall>,
         shared: Arc<Shared>,
@@ -255,6 +258,7 @@ impl Driver {
             last_error: "no attempt yet".into(),
             ever_connected: false,
             domain,
+            published,
             discovering: false,
             connect_failures: 0,
             redirects: 0,
@@ -519,9 +523,12 @@ impl Driver {
         }
         // Nothing answered at all: say so now rather than after the failover timeout, unless
         // the addresses came from DNS, where a new lookup may find the members elsewhere.
+        // Replicas that answered but refused us (TLS only, a certificate that does not
+        // check out) would refuse us wherever DNS sends us: that is said at once too.
+        let refused = matches!(error, ClientError::Protocol(_));
         if !self.ever_connected
             && self.connect_failures >= self.peers.len()
-            && self.domain.is_none()
+            && (self.domain.is_none() || refused)
         {
             let e = self.no_replica();
             self.fail_waiting(&e);
@@ -551,17 +558,19 @@ impl Driver {
         self.discovering = true;
         let events = self.events_tx.clone();
         tokio::spawn(async move {
-            let found = crate::dns::discover::members(&domain, None)
+            let found = crate::dns::discover::members_named(&domain, None)
                 .await
                 .map_err(|e| e.to_string());
             let _ = events.send(Event::Discovered(found)).await;
         });
     }
 
-    fn on_discovered(&mut self, found: Result<Vec<String>, String>) {
+    fn on_discovered(&mut self, found: Result<Vec<(String, String)>, String>) {
         self.discovering = false;
         match found {
-            Ok(list) if !list.is_empty() => {
+            Ok(named) if !named.is_empty() => {
+                let list: Vec<String> = named.iter().map(|(a, _)| a.clone()).collect();
+                self.published = named.into_iter().collect();
                 let news = list != self.peers.list;
                 self.peers.replace(list);
                 if news {
@@ -802,11 +811,16 @@ impl Driver {
         }
         let id = self.next_link;
         self.next_link += 1;
+        let mut creds = self.opts.credentials();
+        // An address SRV discovery found is checked for the name it was published under.
+        if let Some(name) = self.published.get(&addr) {
+            creds.tls = creds.tls.map(|tls| tls.or_server_name(name));
+        }
         let task = tokio::spawn(conn::run_link(
             id,
             addr.clone(),
             self.opts.connect_timeout,
-            self.opts.credentials(),
+            creds,
             self.events_tx.clone(),
         ));
         self.keepalive_sent = None;

@@ -7,7 +7,7 @@ use super::driver::{Driver, NewCall, Shared, random_session};
 use super::{ClientError, ClientOptions};
 use crate::command::{Operation, SessionId, Value};
 use crate::net::wire::StatusReport;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +93,12 @@ impl Client {
     /// session.
     pub async fn connect(addrs: &str, opts: ClientOptions) -> Result<Client, ClientError> {
         let parsed = Seeds::parse(addrs)?;
-        let seeds = parsed.resolve().await?;
+        let named = parsed.resolve_named().await?;
+        let published: HashMap<String, String> = named
+            .iter()
+            .filter_map(|(a, n)| Some((a.clone(), n.clone()?)))
+            .collect();
+        let seeds: Vec<String> = named.into_iter().map(|(a, _)| a).collect();
         let domain = match parsed {
             Seeds::Domain(domain) => Some(domain),
             Seeds::Addrs(_) => None,
@@ -106,6 +111,7 @@ impl Client {
         let driver = Driver::new(
             opts.clone(),
             seeds,
+            published,
             domain,
             calls_rx,
             shared.clone(),

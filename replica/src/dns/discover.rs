@@ -91,6 +91,20 @@ fn resolver(server: Option<SocketAddr>) -> Result<TokioResolver, DiscoverError> 
 
 /// The members of the group at `domain`, as `ip:port`, leader (lowest priority) first.
 pub async fn members(domain: &str, server: Option<&str>) -> Result<Vec<String>, DiscoverError> {
+    Ok(members_named(domain, server)
+        .await?
+        .into_iter()
+        .map(|(addr, _)| addr)
+        .collect())
+}
+
+/// [`members`], each with the SRV target name it was published under (`r1.DOMAIN`): a
+/// client dials the IP (its nameserver may be the only one that knows the name) and checks
+/// a TLS certificate for the name.
+pub async fn members_named(
+    domain: &str,
+    server: Option<&str>,
+) -> Result<Vec<(String, String)>, DiscoverError> {
     let mut origin = Name::from_ascii(domain.trim())
         .map_err(|e| DiscoverError::BadDomain(domain.to_string(), e.to_string()))?;
     origin.set_fqdn(true);
@@ -138,10 +152,11 @@ pub async fn members(domain: &str, server: Option<&str>) -> Result<Vec<String>, 
                 Err(e) => tracing::debug!("no address for SRV target {target}: {e}"),
             }
         }
+        let published = target.to_ascii().trim_end_matches('.').to_string();
         for ip in ips {
             let addr = SocketAddr::new(ip, port).to_string();
-            if !out.contains(&addr) {
-                out.push(addr);
+            if !out.iter().any(|(a, _)| *a == addr) {
+                out.push((addr, published.clone()));
             }
         }
     }

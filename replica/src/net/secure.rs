@@ -74,6 +74,10 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// `--tls-server-name`: the name the peers' certificates carry, checked instead of the
+    /// address a peer is dialled at (a certificate shared by replicas whose addresses are
+    /// not known when it is made, as on EC2).
+    pub server_name: Option<String>,
 }
 
 impl TlsFiles {
@@ -86,7 +90,12 @@ impl TlsFiles {
     ) -> Result<Option<TlsFiles>, TlsError> {
         match (cert, key, ca) {
             (None, None, None) => Ok(None),
-            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                ca,
+                server_name: None,
+            })),
             (cert, key, ca) => {
                 let missing: Vec<&str> = [
                     (cert.is_none(), "--tls-cert"),
@@ -334,6 +343,7 @@ impl ReplicaTls {
         ClientTls {
             connector: self.loaded().connector.clone(),
             ca: self.files.ca.display().to_string(),
+            server_name: self.files.server_name.clone(),
         }
     }
 }
@@ -345,6 +355,8 @@ pub struct ClientTls {
     connector: TlsConnector,
     /// Where the CA came from, for debugging output.
     ca: String,
+    /// Checked instead of the dialled host, when set (`--tls-server-name`).
+    server_name: Option<String>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -377,6 +389,7 @@ impl ClientTls {
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
             ca: ca.display().to_string(),
+            server_name: None,
         })
     }
 
@@ -411,12 +424,33 @@ impl ClientTls {
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
             ca: "(in memory)".into(),
+            server_name: None,
         })
+    }
+
+    /// Checks every replica's certificate for `name` instead of the host it is dialled at.
+    pub fn with_server_name(mut self, name: Option<String>) -> ClientTls {
+        self.server_name = name.filter(|n| !n.is_empty());
+        self
+    }
+
+    /// Checks for `name` unless a name was given already (`--tls-server-name` wins over the
+    /// name SRV discovery published an address under).
+    pub fn or_server_name(mut self, name: &str) -> ClientTls {
+        if self.server_name.is_none() && !name.is_empty() {
+            self.server_name = Some(name.to_string());
+        }
+        self
     }
 
     /// The client side of a handshake with the replica at `addr`.
     pub async fn connect(&self, tcp: TcpStream, addr: &str) -> Result<Stream, TlsError> {
-        let name = server_name(addr)?;
+        let name = match &self.server_name {
+            Some(name) => ServerName::try_from(name.clone()).map_err(|e| {
+                TlsError::Config(format!("'{name}' is not a host name for TLS: {e}"))
+            })?,
+            None => server_name(addr)?,
+        };
         let connecting = self.connector.connect(name, tcp);
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connecting).await {
             Err(_) => Err(TlsError::Handshake(format!(
@@ -502,6 +536,7 @@ mod tests {
             cert: "/nonexistent/cert.pem".into(),
             key: "/nonexistent/key.pem".into(),
             ca: "/nonexistent/ca.pem".into(),
+            server_name: None,
         };
         let e = ReplicaTls::load(files).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");

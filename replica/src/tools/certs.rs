@@ -150,6 +150,7 @@ mod tests {
             cert: cert.clone(),
             key: key.clone(),
             ca: dir.path().join(CA_CERT),
+            server_name: None,
         })
         .unwrap();
         let (alice, alice_key) = issue(dir.path(), "alice", &[], 30, CertKind::Client).unwrap();

@@ -2,10 +2,10 @@
 //! name, for its status, and shows them side by side.
 
 use crate::cli::{CliError, StatusArgs};
-use crate::client::{ClientError, Credentials, fetch_status_with, resolve_addrs};
+use crate::client::{ClientError, Credentials, Seeds, fetch_status_with};
 use crate::net::wire::StatusReport;
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// Stops a reply that names absurdly many members from making us crawl forever.
@@ -19,9 +19,14 @@ pub struct Probe {
 }
 
 pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
-    let seeds = resolve_addrs(&a.addrs).await?;
+    let named = Seeds::parse(&a.addrs)?.resolve_named().await?;
     let creds = a.creds.load()?;
-    let probes = survey(seeds, a.timeout, &creds).await;
+    let published: HashMap<String, String> = named
+        .iter()
+        .filter_map(|(addr, name)| Some((addr.clone(), name.clone()?)))
+        .collect();
+    let seeds = named.into_iter().map(|(addr, _)| addr).collect();
+    let probes = survey_published(seeds, a.timeout, &creds, &published).await;
     if a.json {
         println!("{}", render_json(&probes));
     } else {
@@ -35,6 +40,24 @@ pub async fn run(a: &StatusArgs) -> Result<(), CliError> {
 
 /// Asks the seeds, then the members they report that were not asked yet, until none is new.
 pub async fn survey(seeds: Vec<String>, limit: Duration, creds: &Credentials) -> Vec<Probe> {
+    survey_published(seeds, limit, creds, &HashMap::new()).await
+}
+
+/// [`survey`], checking TLS certificates of the addresses SRV discovery found for the
+/// names they were published under.
+async fn survey_published(
+    seeds: Vec<String>,
+    limit: Duration,
+    creds: &Credentials,
+    published: &HashMap<String, String>,
+) -> Vec<Probe> {
+    let creds_for = |addr: &str| {
+        let mut c = creds.clone();
+        if let Some(name) = published.get(addr) {
+            c.tls = c.tls.map(|tls| tls.or_server_name(name));
+        }
+        c
+    };
     let mut seen: BTreeSet<String> = seeds.iter().cloned().collect();
     let mut frontier = seeds;
     let mut probes = Vec::new();
@@ -42,7 +65,7 @@ pub async fn survey(seeds: Vec<String>, limit: Duration, creds: &Credentials) ->
         let answers = futures::future::join_all(
             frontier
                 .iter()
-                .map(|addr| fetch_status_with(addr, limit, creds.clone())),
+                .map(|addr| fetch_status_with(addr, limit, creds_for(addr))),
         )
         .await;
         let mut next = Vec::new();

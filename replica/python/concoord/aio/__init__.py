@@ -42,7 +42,7 @@ def type_name(type_):
 
 def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interval,
                    keepalive_timeout, failover_timeout, token, debug, ca=None, cert=None,
-                   key=None):
+                   key=None, tls_server_name=None):
     # ConCoord 1.1's security token: shown to replicas that run with an auth file.
     token = token or os.environ.get("CONCOORD_TOKEN") or None
     if token is not None and not isinstance(token, str):
@@ -64,6 +64,7 @@ def client_options(timeout, blocking_timeout, connect_timeout, keepalive_interva
         failover_timeout=failover_timeout,
         tls=tls_context(ca, cert, key),
         token=token,
+        tls_server_name=tls_server_name or os.environ.get("CONCOORD_TLS_SERVER_NAME") or None,
     )
 
 
@@ -98,10 +99,11 @@ class Client:
 
     def __init__(self, addrs, *, timeout=30.0, blocking_timeout=None, connect_timeout=5.0,
                  keepalive_interval=1.0, keepalive_timeout=3.0, failover_timeout=30.0,
-                 dns_server=None, token=None, debug=False, ca=None, cert=None, key=None):
+                 dns_server=None, token=None, debug=False, ca=None, cert=None, key=None,
+                 tls_server_name=None):
         options = client_options(timeout, blocking_timeout, connect_timeout,
                                  keepalive_interval, keepalive_timeout, failover_timeout,
-                                 token, debug, ca, cert, key)
+                                 token, debug, ca, cert, key, tls_server_name)
         self._engine = Engine(Seeds(addrs, dns_server), options)
         self._start = None
         self._closed = False
