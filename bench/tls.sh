@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TLS against plaintext in one run: three in-memory replicas of each on 127.0.0.1, the same
 # closed-loop increments (`concoord bench`) at 1 and 64 clients, rounds alternating between
-# the two groups so both see the same machine. Certificates come from `concoord certs`.
+# the groups so all see the same machine. A third group adds an auth file (clients show a
+# token, every request is checked against its role). Certificates come from `concoord certs`.
 #   bash bench/tls.sh [DURATION] [ROUNDS]      (release build: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,14 +15,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 "$BIN" certs init "$work/pki" >/dev/null
-start_group() { # base_port tls?
+TOKEN=bench-token-0123456789abcdef
+printf 'token bench admin %s\n' "$TOKEN" >"$work/auth"
+start_group() { # base_port no|yes|auth
   local base=$1 tls=$2
   for i in 0 1 2; do
     local port=$((base + i)) flags=()
-    if [ "$tls" = yes ]; then
+    if [ "$tls" != no ]; then
       "$BIN" certs issue "$work/pki" "r$port" --host 127.0.0.1 >/dev/null
       flags=(--tls-cert "$work/pki/r$port.crt" --tls-key "$work/pki/r$port.key" --tls-ca "$work/pki/ca.crt")
     fi
+    [ "$tls" = auth ] && flags+=(--auth-file "$work/auth")
     local boot=()
     [ "$i" -gt 0 ] && boot=(-b "127.0.0.1:$base")
     "$BIN" replica -a 127.0.0.1 -p "$port" "${boot[@]}" "${flags[@]}" >"$work/r$port.log" 2>&1 &
@@ -31,14 +35,18 @@ start_group() { # base_port tls?
 }
 start_group 16100 no
 start_group 16200 yes
+start_group 16300 auth
 sleep 2
 plain="127.0.0.1:16100,127.0.0.1:16101,127.0.0.1:16102"
 tls="127.0.0.1:16200,127.0.0.1:16201,127.0.0.1:16202"
+auth="127.0.0.1:16300,127.0.0.1:16301,127.0.0.1:16302"
 for round in $(seq 1 "$ROUNDS"); do
   for clients in 1 64; do
     printf 'round %s plaintext ' "$round"
     "$BIN" bench "$plain" --clients "$clients" --duration "$DURATION" | tail -1
     printf 'round %s TLS       ' "$round"
     "$BIN" bench "$tls" --clients "$clients" --duration "$DURATION" --ca "$work/pki/ca.crt" | tail -1
+    printf 'round %s TLS+auth  ' "$round"
+    CONCOORD_TOKEN="$TOKEN" "$BIN" bench "$auth" --clients "$clients" --duration "$DURATION" --ca "$work/pki/ca.crt" | tail -1
   done
 done

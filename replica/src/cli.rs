@@ -295,6 +295,17 @@ pub enum RemoteAction {
         /// Load this docker image there (docker save | docker load) instead of the binary
         #[arg(long, value_name = "IMAGE")]
         image: Option<String>,
+        /// A CA made by `concoord certs init DIR`: issue the host a replica certificate and
+        /// send it, its key and the CA over ssh (files readable by the login user only);
+        /// replicas started there with `concoord remote replica` then serve TLS
+        #[arg(long, value_name = "DIR")]
+        pki: Option<std::path::PathBuf>,
+        /// The names the host's certificate covers (its -a address) [default: the host]
+        #[arg(long = "tls-host", value_name = "NAME", requires = "pki")]
+        tls_hosts: Vec<String>,
+        /// Send this auth file too; replicas started there check identities with it
+        #[arg(long = "auth-file", value_name = "FILE")]
+        auth_file: Option<std::path::PathBuf>,
     },
     /// Start a replica on a host, detached: concoord remote replica HOST [replica flags].
     Replica {
@@ -381,7 +392,22 @@ async fn run_remote(args: RemoteArgs) -> Result<(), CliError> {
         RemoteAction::Addusername { name } => remote.add_username(&name)?,
         RemoteAction::Installdir { dir } => remote.set_install_dir(&dir)?,
         RemoteAction::Addnode { host, no_check } => remote.add_node(&host, no_check).await?,
-        RemoteAction::Setup { host, image } => remote.setup(&host, image.as_deref()).await?,
+        RemoteAction::Setup {
+            host,
+            image,
+            pki,
+            tls_hosts,
+            auth_file,
+        } => {
+            let mut lines = remote.setup(&host, image.as_deref()).await?;
+            let security = crate::remote::commands::HostSecurity {
+                pki,
+                tls_hosts,
+                auth_file,
+            };
+            lines.extend(remote.send_security(&host, &security).await?);
+            lines
+        }
         RemoteAction::Replica { host, flags } => {
             let port = check_remote_flags(&flags, false)?;
             remote.start(&host, "replica", &flags, port).await?
@@ -506,6 +532,15 @@ pub struct ReplicaArgs {
     /// The group's CA certificate (PEM): peers and client certificates must be signed by it
     #[arg(long = "tls-ca", value_name = "FILE", env = "CONCOORD_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the peers' certificates carry, checked instead of the address a peer is
+    /// dialled at (one certificate for replicas whose addresses are not known in advance)
+    #[arg(
+        long = "tls-server-name",
+        value_name = "NAME",
+        env = "CONCOORD_TLS_SERVER_NAME",
+        requires = "tls_cert"
+    )]
+    pub tls_server_name: Option<String>,
     /// Require clients to prove who they are, and give each identity a role: lines of
     /// 'token NAME ROLE SECRET' and 'certificate COMMON-NAME ROLE' (roles: admin, client,
     /// readonly). Re-read on SIGHUP and when the file changes
@@ -564,7 +599,11 @@ impl ReplicaArgs {
                 self.tls_key.clone(),
                 self.tls_ca.clone(),
             )
-            .map_err(|e| CliError::Usage(e.to_string()))?,
+            .map_err(|e| CliError::Usage(e.to_string()))?
+            .map(|files| crate::net::secure::TlsFiles {
+                server_name: self.tls_server_name.clone().filter(|n| !n.is_empty()),
+                ..files
+            }),
             auth_file: self.auth_file.clone(),
             token: self
                 .token
@@ -716,6 +755,15 @@ pub struct CredentialArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Check the replicas' certificates for this name instead of the addresses dialled
+    /// (replicas sharing one certificate, as `concoord ec2 launch --pki` makes)
+    #[arg(
+        long = "tls-server-name",
+        value_name = "NAME",
+        env = "CONCOORD_TLS_SERVER_NAME",
+        requires = "ca"
+    )]
+    pub tls_server_name: Option<String>,
 }
 
 impl CredentialArgs {
@@ -725,7 +773,8 @@ impl CredentialArgs {
             None => None,
             Some(ca) => Some(
                 crate::net::secure::ClientTls::load(ca, self.cert.as_deref(), self.key.as_deref())
-                    .map_err(|e| CliError::Usage(e.to_string()))?,
+                    .map_err(|e| CliError::Usage(e.to_string()))?
+                    .with_server_name(self.tls_server_name.clone()),
             ),
         };
         Ok(crate::client::Credentials {
@@ -920,6 +969,8 @@ pub struct WorkloadArgs {
     /// Pause of each client between its calls (keeps the history small enough to check)
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub think: Duration,
+    #[command(flatten)]
+    pub creds: CredentialArgs,
 }
 
 #[derive(Args, Debug)]

@@ -886,3 +886,185 @@ async fn scale_changes_membership_first_one_replica_at_a_time() {
     wait_for_members(&kept[0], &all, Duration::from_secs(10)).await;
     assert_eq!(live_instances(&client, &cluster).await.len(), 4);
 }
+
+/// `--pki` and `--auth-file`: the user data writes the CA, a replica certificate for
+/// `<cluster>.concoord` and the auth file where only the container's user may read them
+/// (base64 in the script, nothing in clear), and runs the replica with them; a replica
+/// started from those very files serves TLS that clients check with --tls-server-name.
+#[test]
+fn user_data_with_pki_writes_the_certificates_privately_and_serves_tls() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("userdata-tls");
+    let pki = dir.0.join("pki");
+    let out = concoord(&["certs", "init", &pki.display().to_string()], &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let token = "ec2-admin-token-4f1d2c3b5a69";
+    let auth = dir.0.join("auth");
+    std::fs::write(&auth, format!("token operator admin {token}\n")).unwrap();
+    let out = concoord(
+        &[
+            "ec2",
+            "user-data",
+            "--cluster",
+            "prod",
+            "--pki",
+            &pki.display().to_string(),
+            "--auth-file",
+            &auth.display().to_string(),
+        ],
+        &[("AWS_REGION", "eu-west-1".into())],
+    );
+    let (script, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !script.contains("PRIVATE KEY"),
+        "a key in clear in the user data"
+    );
+    assert!(
+        !script.contains(token),
+        "the auth file in clear in the user data"
+    );
+    // A bad auth file is refused before any script is made.
+    let bad = dir.0.join("bad-auth");
+    std::fs::write(&bad, "token x superuser 0123456789abcdef0\n").unwrap();
+    let refused = concoord(
+        &[
+            "ec2",
+            "user-data",
+            "--cluster",
+            "prod",
+            "--auth-file",
+            &bad.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).1.contains("unknown role"),
+        "{}",
+        text(&refused).1
+    );
+
+    // Run it with recording docker/systemctl/chown and the real mkdir, base64 and chmod.
+    let path = dir.0.join("user-data.sh");
+    std::fs::write(&path, &script).unwrap();
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.0.join("calls.log");
+    let recorder = format!(
+        "#!/bin/bash\necho \"$(basename \"$0\") $*\" >> '{}'\n",
+        log.display()
+    );
+    for name in ["systemctl", "chown", "docker"] {
+        let p = bin.join(name);
+        std::fs::write(&p, &recorder).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for tool in ["mkdir", "basename", "base64", "chmod"] {
+        let real = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool}"));
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let data = dir.0.join("data");
+    let tls = dir.0.join("tls");
+    let bash = ["/bin/bash", "/usr/bin/bash"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("bash");
+    let run = Command::new(bash)
+        .arg(&path)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("CONCOORD_DATA_DIR", &data)
+        .env("CONCOORD_TLS_DIR", &tls)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bash");
+    assert!(
+        run.status.success(),
+        "script failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tls), 0o700);
+    for file in ["ca.crt", "tls.crt", "tls.key", "auth"] {
+        assert_eq!(mode(&tls.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(tls.join("ca.crt")).unwrap(),
+        std::fs::read_to_string(pki.join("ca.crt")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(tls.join("auth")).unwrap(),
+        std::fs::read_to_string(&auth).unwrap()
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let t = tls.display();
+    assert!(
+        calls.contains(&format!("chown -R 65532:65532 {t}")),
+        "{calls}"
+    );
+    let docker_run = calls
+        .lines()
+        .find(|l| l.starts_with("docker run"))
+        .unwrap_or_else(|| panic!("no docker run in {calls}"));
+    assert!(
+        docker_run.contains(&format!("-v {t}:/tls:ro")),
+        "{docker_run}"
+    );
+    assert!(
+        docker_run.ends_with(
+            "--tls-cert /tls/tls.crt --tls-key /tls/tls.key --tls-ca /tls/ca.crt \
+             --tls-server-name prod.concoord --auth-file /tls/auth"
+        ),
+        "{docker_run}"
+    );
+
+    // The files serve: a replica started with them answers over TLS, checked for the
+    // cluster's name (its certificate names no address), to the admin token.
+    let port = free_ports(1)[0];
+    let mut procs = Procs::default();
+    let f = |name: &str| tls.join(name).display().to_string();
+    procs.0.push(
+        Command::new(BIN)
+            .args(["replica", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(TIMING_FLAGS)
+            .args(["--tls-cert", &f("tls.crt"), "--tls-key", &f("tls.key")])
+            .args([
+                "--tls-ca",
+                &f("ca.crt"),
+                "--tls-server-name",
+                "prod.concoord",
+            ])
+            .args(["--auth-file", &f("auth")])
+            .env_remove("CONCOORD_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the replica"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let ca = pki.join("ca.crt").display().to_string();
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", addr.as_str(), "--ca", ca.as_str()];
+        args.extend_from_slice(extra);
+        concoord(&args, &[])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = status(&["--tls-server-name", "prod.concoord", "--token", token]);
+        if out.status.success() {
+            assert!(text(&out).0.contains(&addr), "{}", text(&out).0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TLS status: {}", text(&out).1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Checked against its address, the shared certificate does not match.
+    let out = status(&["--token", token]);
+    assert!(!out.status.success(), "{}", text(&out).0);
+}

@@ -419,3 +419,98 @@ async fn setup_with_an_image_runs_replicas_as_containers() {
         "container left: {left:?}"
     );
 }
+
+/// `setup --pki --auth-file`: the host gets a replica certificate from the local CA, the
+/// CA and the auth file, each written 0600 through ssh; `remote replica` then starts a
+/// replica that serves TLS and checks identities, without any flag for it.
+#[test]
+fn setup_with_a_pki_sends_a_certificate_and_replicas_serve_tls_with_auth() {
+    let s = SshServer::start();
+    s.configure();
+    let install = s.path("tls home");
+    let _started = StartedGuard {
+        install_dir: install.clone(),
+    };
+    s.ok(&["remote", "installdir", install.to_str().unwrap()]);
+    let host = s.host();
+    let pki = s.path("pki");
+    s.ok(&["certs", "init", pki.to_str().unwrap()]);
+    let token = "remote-admin-token-8c7d6e5f4a";
+    let auth = s.path("auth");
+    std::fs::write(&auth, format!("token operator admin {token}\n")).unwrap();
+    let out = s.ok(&[
+        "remote",
+        "setup",
+        &host,
+        "--pki",
+        pki.to_str().unwrap(),
+        "--tls-host",
+        "127.0.0.1",
+        "--auth-file",
+        auth.to_str().unwrap(),
+    ]);
+    assert!(out.contains("(mode 0600)"), "{out}");
+    assert!(!out.contains(token), "{out}");
+    let config = install.join("config");
+    for file in ["tls.crt", "tls.key", "tls-ca.crt", "auth"] {
+        let mode = std::fs::metadata(config.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(config.join("tls-ca.crt")).unwrap(),
+        std::fs::read_to_string(pki.join("ca.crt")).unwrap()
+    );
+    let shown = s.ok(&["remote", "config"]);
+    assert!(!shown.contains("PRIVATE"), "{shown}");
+
+    let port = free_port();
+    let ports = port.to_string();
+    let mut flags = vec![
+        "remote",
+        "replica",
+        &host,
+        "-o",
+        "counter",
+        "-a",
+        "127.0.0.1",
+    ];
+    flags.extend(["-p", &ports]);
+    flags.extend(TIMING);
+    s.ok(&flags);
+    let addr = format!("127.0.0.1:{port}");
+    let ca = pki.join("ca.crt");
+    let call = |extra: &[&str]| {
+        let mut args = vec!["call", addr.as_str(), "--ca", ca.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["counter", "increment"]);
+        s.cc(&args)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = call(&["--token", token]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TLS call: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let refused = call(&[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("PermissionError"), "{why}");
+    let plain = s.cc(&["call", &addr, "counter", "getvalue"]);
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("TLS only"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    s.ok(&["remote", "stop", &host]);
+}

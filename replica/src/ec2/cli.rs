@@ -1,9 +1,13 @@
 //! `concoord ec2 launch|user-data|list|scale|terminate`: clap definitions and dispatch.
 
+use super::Ec2Error;
 use super::launch::LaunchOptions;
-use super::userdata::ReplicaLaunch;
+use super::userdata::{LaunchTls, ReplicaLaunch};
 use crate::cli::{CliError, parse_duration};
+use crate::client::Credentials;
+use crate::net::secure::ClientTls;
 use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -19,7 +23,7 @@ pub enum Ec2Action {
     /// Print the user data script `launch` gives each instance.
     UserData(ReplicaFlags),
     /// Show the cluster's instances, their addresses and how their replicas answer.
-    List(ClusterArg),
+    List(ListArgs),
     /// Grow or shrink the cluster one replica at a time, membership first.
     Scale(ScaleArgs),
     /// Terminate every instance of the cluster (asks first unless --yes).
@@ -51,19 +55,97 @@ pub struct ReplicaFlags {
     /// Keep this Route53 hosted zone in step with the view (-r)
     #[arg(long = "route53-zone-id", value_name = "ID", requires = "domain")]
     pub route53_zone_id: Option<String>,
+    #[command(flatten)]
+    pub security: SecurityFlags,
 }
 
 impl ReplicaFlags {
-    pub fn launch(&self, region: String) -> ReplicaLaunch {
-        ReplicaLaunch {
+    /// What each instance is told; with `--pki`, a fresh replica certificate for the cluster.
+    pub fn launch(&self, region: String) -> Result<ReplicaLaunch, Ec2Error> {
+        Ok(ReplicaLaunch {
             cluster: self.cluster.clone(),
             image: self.image.clone().unwrap_or_else(super::default_image),
             port: self.port,
             region,
             domain: self.domain.clone(),
             route53_zone_id: self.route53_zone_id.clone(),
-        }
+            tls: self.security.tls(&self.cluster, self.domain.as_deref())?,
+            auth: self.security.auth()?,
+        })
     }
+}
+
+/// TLS and authentication for the cluster's replicas.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecurityFlags {
+    /// A CA made by `concoord certs init DIR`: the replicas serve TLS with a certificate it
+    /// signs for <cluster>.concoord (clients: --ca DIR/ca.crt --tls-server-name
+    /// <cluster>.concoord). The certificate, its key and the CA travel in the user data,
+    /// never in tags
+    #[arg(long, value_name = "DIR")]
+    pub pki: Option<PathBuf>,
+    /// The replicas' auth file (`concoord replica --auth-file`), sent in the user data
+    #[arg(long = "auth-file", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+}
+
+impl SecurityFlags {
+    pub fn tls(&self, cluster: &str, domain: Option<&str>) -> Result<Option<LaunchTls>, Ec2Error> {
+        super::userdata::check_cluster(cluster)?;
+        self.pki
+            .as_deref()
+            .map(|dir| LaunchTls::issue(dir, cluster, domain))
+            .transpose()
+    }
+
+    /// The auth file's text, checked as a replica would check it.
+    pub fn auth(&self) -> Result<Option<String>, Ec2Error> {
+        let Some(path) = &self.auth_file else {
+            return Ok(None);
+        };
+        crate::auth::AuthPolicy::load(path).map_err(|e| Ec2Error::Usage(e.to_string()))?;
+        std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| Ec2Error::Usage(format!("--auth-file {}: {e}", path.display())))
+    }
+}
+
+/// How this command reaches the cluster's replicas: over TLS with the CA of `pki` and the
+/// cluster's certificate name, showing `token`.
+pub fn credentials(
+    cluster: &str,
+    pki: Option<&Path>,
+    token: Option<String>,
+) -> Result<Credentials, Ec2Error> {
+    let tls = match pki {
+        None => None,
+        Some(dir) => Some(
+            ClientTls::load(&dir.join("ca.crt"), None, None)
+                .map_err(|e| Ec2Error::Usage(format!("--pki: {e}")))?
+                .with_server_name(Some(super::userdata::server_name(cluster))),
+        ),
+    };
+    Ok(Credentials {
+        tls,
+        token: token.filter(|t| !t.is_empty()).map(crate::auth::Token::new),
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// The cluster's CA directory, for replicas launched with --pki
+    #[arg(long, value_name = "DIR")]
+    pub pki: Option<PathBuf>,
+    /// A token for replicas with an auth file
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONCOORD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +185,18 @@ pub struct ScaleArgs {
     /// How long each step (a removal, or a launch until it has joined) may take
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub step_timeout: Duration,
+    /// For a cluster launched with them: its CA (new instances get a certificate from it)
+    /// and its auth file
+    #[command(flatten)]
+    pub security: SecurityFlags,
+    /// An admin token, for replicas with an auth file (membership changes)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONCOORD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -135,12 +229,17 @@ pub async fn run(args: Ec2Args) -> Result<(), CliError> {
             }
         }
         Ec2Action::UserData(flags) => {
-            print!("{}", flags.launch(crate::aws::region_from_env()).script()?);
+            print!("{}", flags.launch(crate::aws::region_from_env())?.script()?);
             Ok(())
         }
-        Ec2Action::List(c) => Ok(super::list::list(&c.cluster).await?),
+        Ec2Action::List(a) => {
+            let creds = credentials(&a.cluster.cluster, a.pki.as_deref(), a.token)?;
+            Ok(super::list::list(&a.cluster.cluster, &creds).await?)
+        }
         Ec2Action::Scale(a) => {
-            Ok(super::scale::scale(&a.cluster.cluster, a.count, a.step_timeout).await?)
+            let cluster = &a.cluster.cluster;
+            let creds = credentials(cluster, a.security.pki.as_deref(), a.token.clone())?;
+            Ok(super::scale::scale(cluster, a.count, a.step_timeout, &a.security, &creds).await?)
         }
         Ec2Action::Terminate(a) => {
             Ok(super::terminate::terminate(&a.cluster.cluster, a.yes).await?)

@@ -5,7 +5,7 @@
 use super::api::{Ec2, LIVE_STATES, PRESENT_STATES, RunSpec};
 use super::cli::ReplicaFlags;
 use super::userdata::ReplicaLaunch;
-use super::{CLUSTER_TAG, DOMAIN_TAG, Ec2Error, IMAGE_TAG, PORT_TAG, ZONE_TAG};
+use super::{AUTH_TAG, CLUSTER_TAG, DOMAIN_TAG, Ec2Error, IMAGE_TAG, PORT_TAG, TLS_TAG, ZONE_TAG};
 use std::time::{Duration, Instant};
 
 /// How long launched instances may take to show up as pending or running.
@@ -37,12 +37,20 @@ pub fn tags(launch: &ReplicaLaunch) -> Vec<(String, String)> {
     if let Some(z) = &launch.route53_zone_id {
         tags.push((ZONE_TAG.to_string(), z.clone()));
     }
+    // Whether the replicas serve TLS and check identities: the name clients check, and
+    // "on"; the certificates and the auth file themselves are only in the user data.
+    if let Some(tls) = &launch.tls {
+        tags.push((TLS_TAG.to_string(), tls.server_name.clone()));
+    }
+    if launch.auth.is_some() {
+        tags.push((AUTH_TAG.to_string(), "on".to_string()));
+    }
     tags
 }
 
 /// What `--dry-run` prints: the request and the user data, nothing sent.
 pub fn dry_run(opts: &LaunchOptions) -> Result<String, Ec2Error> {
-    let launch = opts.replica.launch(crate::aws::region_from_env());
+    let launch = opts.replica.launch(crate::aws::region_from_env())?;
     let script = launch.script()?;
     let mut out = format!(
         "would launch {} x {} from {} in {}\n",
@@ -64,7 +72,7 @@ pub fn dry_run(opts: &LaunchOptions) -> Result<String, Ec2Error> {
 /// Launches the cluster; the new instance ids.
 pub async fn launch(opts: &LaunchOptions) -> Result<Vec<String>, Ec2Error> {
     let ec2 = Ec2::connect().await?;
-    let launch = opts.replica.launch(ec2.region().to_string());
+    let launch = opts.replica.launch(ec2.region().to_string())?;
     let script = launch.script()?;
     let existing = ec2.instances(&launch.cluster, &PRESENT_STATES).await?;
     if !existing.is_empty() {

@@ -4,12 +4,13 @@
 use super::Ec2Error;
 use super::api::{Ec2, PRESENT_STATES};
 use super::cluster::Instance;
+use crate::client::Credentials;
 use std::time::Duration;
 
 /// How long to wait for each replica's status.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
 
-pub async fn list(cluster: &str) -> Result<(), Ec2Error> {
+pub async fn list(cluster: &str, creds: &Credentials) -> Result<(), Ec2Error> {
     super::userdata::check_cluster(cluster)?;
     let ec2 = Ec2::connect().await?;
     let instances = ec2.instances(cluster, &PRESENT_STATES).await?;
@@ -17,20 +18,21 @@ pub async fn list(cluster: &str) -> Result<(), Ec2Error> {
         println!("cluster {cluster} has no instances");
         return Ok(());
     }
-    let statuses = futures::future::join_all(instances.iter().map(replica_status)).await;
+    let statuses =
+        futures::future::join_all(instances.iter().map(|i| replica_status(i, creds))).await;
     print!("{}", render(&instances, &statuses));
     Ok(())
 }
 
 /// "member 2, leader" / "learner 4" / "unreachable: why" / "-" (no address yet).
-async fn replica_status(i: &Instance) -> String {
+async fn replica_status(i: &Instance, creds: &Credentials) -> String {
     let Some(addr) = i.replica_addr() else {
         return "-".into();
     };
     if i.state != "running" {
         return "-".into();
     }
-    match crate::client::fetch_status(&addr, STATUS_WAIT).await {
+    match crate::client::fetch_status_with(&addr, STATUS_WAIT, creds.clone()).await {
         Ok(r) => {
             let state = if r.state.is_empty() {
                 "member"

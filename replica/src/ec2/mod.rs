@@ -30,6 +30,10 @@ pub const PORT_TAG: &str = "concoord:port";
 pub const DOMAIN_TAG: &str = "concoord:domain";
 /// The Route53 zone the replicas keep (`-r --route53-zone-id`).
 pub const ZONE_TAG: &str = "concoord:route53-zone-id";
+/// The name the cluster's replica certificate carries, when launched with `--pki`.
+pub const TLS_TAG: &str = "concoord:tls-server-name";
+/// "on" when the replicas were launched with `--auth-file`.
+pub const AUTH_TAG: &str = "concoord:auth";
 /// The replica's "host:port" when it is not the instance's private IP and the cluster
 /// port (a NAT in between, or a test standing in for the instance).
 pub const ADDR_TAG: &str = "concoord:addr";

@@ -13,16 +13,24 @@
 //! launched or terminated.
 
 use super::api::{Ec2, LIVE_STATES, PRESENT_STATES, RunSpec};
+use super::cli::SecurityFlags;
 use super::cluster::Instance;
 use super::userdata::ReplicaLaunch;
-use super::{DOMAIN_TAG, Ec2Error, IMAGE_TAG, ZONE_TAG};
+use super::{AUTH_TAG, DOMAIN_TAG, Ec2Error, IMAGE_TAG, TLS_TAG, ZONE_TAG};
+use crate::client::Credentials;
 use crate::command::View;
 use std::time::{Duration, Instant};
 
 /// How often to look again while waiting for a new replica.
 const POLL: Duration = Duration::from_millis(500);
 
-pub async fn scale(cluster: &str, count: u16, step_timeout: Duration) -> Result<(), Ec2Error> {
+pub async fn scale(
+    cluster: &str,
+    count: u16,
+    step_timeout: Duration,
+    security: &SecurityFlags,
+    creds: &Credentials,
+) -> Result<(), Ec2Error> {
     super::userdata::check_cluster(cluster)?;
     let ec2 = Ec2::connect().await?;
     let live = ec2.instances(cluster, &LIVE_STATES).await?;
@@ -37,9 +45,9 @@ pub async fn scale(cluster: &str, count: u16, step_timeout: Duration) -> Result<
         return Ok(());
     }
     if want < live.len() {
-        shrink(&ec2, cluster, live, want, step_timeout).await
+        shrink(&ec2, cluster, live, want, step_timeout, creds).await
     } else {
-        grow(&ec2, cluster, live, want, step_timeout).await
+        grow(&ec2, cluster, live, want, step_timeout, security, creds).await
     }
 }
 
@@ -52,11 +60,11 @@ fn addrs(instances: &[Instance]) -> Vec<String> {
 }
 
 /// The newest view any of `addrs` reports.
-async fn current_view(addrs: &[String]) -> Option<View> {
+async fn current_view(addrs: &[String], creds: &Credentials) -> Option<View> {
     let reports = futures::future::join_all(
         addrs
             .iter()
-            .map(|a| crate::client::fetch_status(a, Duration::from_secs(2))),
+            .map(|a| crate::client::fetch_status_with(a, Duration::from_secs(2), creds.clone())),
     )
     .await;
     reports
@@ -81,6 +89,7 @@ async fn shrink(
     mut live: Vec<Instance>,
     want: usize,
     step_timeout: Duration,
+    creds: &Credentials,
 ) -> Result<(), Ec2Error> {
     while live.len() > want {
         let Some(victim) = live.pop() else { break };
@@ -92,7 +101,7 @@ async fn shrink(
                 .join(", ")
         };
         let addr = victim.replica_addr();
-        let Some(view) = current_view(&others).await else {
+        let Some(view) = current_view(&others, creds).await else {
             return Err(Ec2Error::Failed(format!(
                 "no replica of cluster {cluster} answers (asked {}); the view must change before an \
                  instance goes, so nothing was terminated: run this where the replicas are reachable",
@@ -105,8 +114,13 @@ async fn shrink(
         match addr {
             Some(addr) if in_view => {
                 println!("removing {} ({addr}) from the view", victim.id);
-                let view = crate::client::remove_member(&others.join(", "), &addr, step_timeout)
-                    .await
+                let view = crate::client::remove_member_over(
+                    &others.join(", "),
+                    &addr,
+                    step_timeout,
+                    creds.clone(),
+                )
+                .await
                     .map_err(|e| {
                         Ec2Error::Failed(format!(
                             "removing {} ({addr}) from the view failed: {e}; nothing was terminated for it \
@@ -140,7 +154,23 @@ async fn shrink(
 }
 
 /// The request that launches one more instance like the cluster's oldest.
-fn template(ec2: &Ec2, cluster: &str, oldest: &Instance) -> Result<RunSpec, Ec2Error> {
+fn template(
+    ec2: &Ec2,
+    cluster: &str,
+    oldest: &Instance,
+    security: &SecurityFlags,
+) -> Result<RunSpec, Ec2Error> {
+    // The certificates and the auth file are not in the tags: the caller brings them again.
+    if oldest.tag(TLS_TAG).is_some() && security.pki.is_none() {
+        return Err(Ec2Error::Usage(format!(
+            "cluster {cluster} serves TLS: give --pki DIR (its CA) so the new instance gets a certificate"
+        )));
+    }
+    if oldest.tag(AUTH_TAG).is_some() && security.auth_file.is_none() {
+        return Err(Ec2Error::Usage(format!(
+            "cluster {cluster} checks identities: give --auth-file FILE (the replicas' auth file)"
+        )));
+    }
     let launch = ReplicaLaunch {
         cluster: cluster.to_string(),
         image: oldest
@@ -150,6 +180,8 @@ fn template(ec2: &Ec2, cluster: &str, oldest: &Instance) -> Result<RunSpec, Ec2E
         region: ec2.region().to_string(),
         domain: oldest.tag(DOMAIN_TAG).map(str::to_string),
         route53_zone_id: oldest.tag(ZONE_TAG).map(str::to_string),
+        tls: security.tls(cluster, oldest.tag(DOMAIN_TAG))?,
+        auth: security.auth()?,
     };
     Ok(RunSpec {
         ami: oldest.image_id.clone(),
@@ -168,10 +200,12 @@ async fn grow(
     live: Vec<Instance>,
     want: usize,
     step_timeout: Duration,
+    security: &SecurityFlags,
+    creds: &Credentials,
 ) -> Result<(), Ec2Error> {
-    let spec = template(ec2, cluster, &live[0])?;
+    let spec = template(ec2, cluster, &live[0], security)?;
     let mut members = addrs(&live);
-    if current_view(&members).await.is_none() {
+    if current_view(&members, creds).await.is_none() {
         return Err(Ec2Error::Failed(format!(
             "no replica of cluster {cluster} answers (asked {}); nothing was launched: run this \
              where the replicas are reachable",
@@ -183,7 +217,7 @@ async fn grow(
         let ids = super::launch::start(ec2, &spec, 1, cluster).await?;
         let id = ids.join(", ");
         println!("launched {id}; waiting for its replica to join the view");
-        let addr = wait_joined(ec2, cluster, &id, &members, step_timeout)
+        let addr = wait_joined(ec2, cluster, &id, &members, step_timeout, creds)
             .await
             .map_err(|why| {
                 Ec2Error::Failed(format!(
@@ -205,6 +239,7 @@ async fn wait_joined(
     id: &str,
     members: &[String],
     limit: Duration,
+    creds: &Credentials,
 ) -> Result<String, String> {
     let deadline = Instant::now() + limit;
     let mut last = String::from("no address yet");
@@ -217,7 +252,7 @@ async fn wait_joined(
                 Some(i) => {
                     if let Some(addr) = i.replica_addr() {
                         // The members say whether it joined; the newcomer is not asked.
-                        match current_view(members).await {
+                        match current_view(members, creds).await {
                             Some(view) if view.members.values().any(|a| *a == addr) => {
                                 println!("{id} ({addr}) joined; {}", describe(&view));
                                 return Ok(addr);

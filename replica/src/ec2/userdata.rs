@@ -25,6 +25,77 @@ const DNS_CAPABILITIES: [&str; 6] = [
 pub const DATA_DIR: &str = "/var/lib/concoord";
 /// The container's name on the instance.
 pub const CONTAINER: &str = "concoord-replica";
+/// Where the certificates and the auth file are written on the instance (overridable for
+/// tests of the script), and where the container sees them.
+pub const TLS_DIR: &str = "/etc/concoord/tls";
+const TLS_MOUNT: &str = "/tls";
+
+/// The certificates an instance's replica serves TLS with: the group's CA, and a replica
+/// certificate for `server_name` that every instance of the launch shares (their addresses
+/// are not known before they start, so peers check this name instead).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LaunchTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for LaunchTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchTls")
+            .field("server_name", &self.server_name)
+            .field("key", &"<private>")
+            .finish()
+    }
+}
+
+impl LaunchTls {
+    /// A replica certificate for the cluster, from the CA in `dir` (`concoord certs init`);
+    /// with a `domain`, it also names what the replicas' nameserver publishes there.
+    pub fn issue(
+        dir: &std::path::Path,
+        cluster: &str,
+        domain: Option<&str>,
+    ) -> Result<LaunchTls, Ec2Error> {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|e| {
+                Ec2Error::Usage(format!(
+                    "--pki: cannot read {}: {e} (make the CA with `concoord certs init {}`)",
+                    dir.join(name).display(),
+                    dir.display()
+                ))
+            })
+        };
+        let ca = crate::pki::Pem {
+            cert: read("ca.crt")?,
+            key: read("ca.key")?,
+        };
+        let server_name = server_name(cluster);
+        let mut hosts = vec![server_name.clone()];
+        hosts.extend(domain.map(|d| format!("*.{}", d.trim_end_matches('.'))));
+        let issued = crate::pki::issue(
+            &ca,
+            &server_name,
+            &hosts,
+            365,
+            crate::pki::CertKind::Replica,
+        )
+        .map_err(|e| Ec2Error::Usage(format!("--pki: {e}")))?;
+        Ok(LaunchTls {
+            ca: ca.cert,
+            cert: issued.cert,
+            key: issued.key,
+            server_name,
+        })
+    }
+}
+
+/// The name a cluster's shared replica certificate carries; clients give it to
+/// `--tls-server-name`.
+pub fn server_name(cluster: &str) -> String {
+    format!("{}.concoord", cluster.to_lowercase().replace('_', "-"))
+}
 
 /// What the replica on each instance is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +106,10 @@ pub struct ReplicaLaunch {
     pub region: String,
     pub domain: Option<String>,
     pub route53_zone_id: Option<String>,
+    /// Serve TLS with these certificates (`--pki`).
+    pub tls: Option<LaunchTls>,
+    /// The auth file's text (`--auth-file`).
+    pub auth: Option<String>,
 }
 
 /// Cluster names: letters, digits, `-`, `_`, `.`; 1 to 64 of them.
@@ -112,7 +187,60 @@ impl ReplicaLaunch {
                 args.extend(["-r".into(), "--route53-zone-id".into(), z.clone()]);
             }
         }
+        if let Some(tls) = &self.tls {
+            args.extend([
+                "--tls-cert".to_string(),
+                format!("{TLS_MOUNT}/tls.crt"),
+                "--tls-key".into(),
+                format!("{TLS_MOUNT}/tls.key"),
+                "--tls-ca".into(),
+                format!("{TLS_MOUNT}/ca.crt"),
+                "--tls-server-name".into(),
+                tls.server_name.clone(),
+            ]);
+        }
+        if self.auth.is_some() {
+            args.extend(["--auth-file".to_string(), format!("{TLS_MOUNT}/auth")]);
+        }
         args
+    }
+
+    /// The files written before the container starts: (name, content), private.
+    fn secret_files(&self) -> Vec<(&'static str, &str)> {
+        let mut files = Vec::new();
+        if let Some(tls) = &self.tls {
+            files.push(("ca.crt", tls.ca.as_str()));
+            files.push(("tls.crt", tls.cert.as_str()));
+            files.push(("tls.key", tls.key.as_str()));
+        }
+        if let Some(auth) = &self.auth {
+            files.push(("auth", auth.as_str()));
+        }
+        files
+    }
+
+    /// Shell lines that write the secret files, readable by the container's user only.
+    /// The content travels base64-encoded, so nothing in it can end a quote.
+    fn write_secret_files(&self) -> String {
+        use base64::Engine;
+        let files = self.secret_files();
+        if files.is_empty() {
+            return String::new();
+        }
+        let mut out = format!(
+            "TLS_DIR=\"${{CONCOORD_TLS_DIR:-{TLS_DIR}}}\"\n(\n  umask 077\n  mkdir -p \"$TLS_DIR\"\n"
+        );
+        for (name, content) in files {
+            out.push_str(&format!(
+                "  echo '{}' | base64 -d > \"$TLS_DIR/{name}\"\n",
+                base64::engine::general_purpose::STANDARD.encode(content)
+            ));
+        }
+        let uid = self.data_owner();
+        out.push_str(&format!(
+            "  chmod 700 \"$TLS_DIR\"\n  chown -R {uid}:{uid} \"$TLS_DIR\"\n)\n"
+        ));
+        out
     }
 
     /// The `docker run` line, as the script runs it.
@@ -133,6 +261,10 @@ impl ReplicaLaunch {
         .map(|s| s.to_string())
         .collect();
         words.push("\"$DATA_DIR\":/data".into());
+        if !self.secret_files().is_empty() {
+            words.push("-v".into());
+            words.push(format!("\"$TLS_DIR\":{TLS_MOUNT}:ro"));
+        }
         if self.domain.is_some() {
             words.extend(DNS_CAPABILITIES.iter().map(|s| s.to_string()));
         }
@@ -180,13 +312,14 @@ systemctl enable --now docker
 
 mkdir -p "$DATA_DIR"
 chown {uid}:{uid} "$DATA_DIR"
-# A rerun replaces the container; the data directory keeps the replica's identity.
+{secrets}# A rerun replaces the container; the data directory keeps the replica's identity.
 docker rm -f {container} >/dev/null 2>&1 || true
 {run}
 "#,
             cluster = self.cluster,
             data_dir = DATA_DIR,
             uid = self.data_owner(),
+            secrets = self.write_secret_files(),
             container = CONTAINER,
             run = self.docker_run(),
         ))
@@ -216,6 +349,8 @@ mod tests {
             region: "eu-west-1".into(),
             domain: None,
             route53_zone_id: None,
+            tls: None,
+            auth: None,
         }
     }
 

@@ -37,6 +37,20 @@ pub enum RemoteError {
     Local(String),
 }
 
+/// The files `setup --pki/--auth-file` writes in the install directory's config folder.
+pub const TLS_CA_FILE: &str = "tls-ca.crt";
+pub const TLS_CERT_FILE: &str = "tls.crt";
+pub const TLS_KEY_FILE: &str = "tls.key";
+pub const AUTH_FILE: &str = "auth";
+
+/// What `setup` sends a host besides the program: a certificate and an auth file.
+#[derive(Debug, Default)]
+pub struct HostSecurity {
+    pub pki: Option<PathBuf>,
+    pub tls_hosts: Vec<String>,
+    pub auth_file: Option<PathBuf>,
+}
+
 /// What a started replica is called on its host (its log and PID file names).
 pub fn process_name(port: u16) -> String {
     format!("replica-{port}")
@@ -326,6 +340,117 @@ impl Remote {
         Ok(vec![format!("Set up {spec}: {where_} runs ({got})")])
     }
 
+    /// `setup --pki DIR --auth-file FILE`: issues the host a replica certificate from the CA
+    /// in DIR and writes it, its key, the CA and the auth file into the install directory's
+    /// config folder (mode 0600, through ssh's standard input, never a command line).
+    pub async fn send_security(
+        &mut self,
+        host: &str,
+        security: &HostSecurity,
+    ) -> Result<Vec<String>, RemoteError> {
+        let (spec, _) = self.node(host)?;
+        let mut files: Vec<(&str, String)> = Vec::new();
+        if let Some(dir) = &security.pki {
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.join(name)).map_err(|e| {
+                    RemoteError::Usage(format!(
+                        "--pki: cannot read {}: {e} (make the CA with `concoord certs init {}`)",
+                        dir.join(name).display(),
+                        dir.display()
+                    ))
+                })
+            };
+            let ca = crate::pki::Pem {
+                cert: read("ca.crt")?,
+                key: read("ca.key")?,
+            };
+            let hosts = if security.tls_hosts.is_empty() {
+                vec![spec.name.clone()]
+            } else {
+                security.tls_hosts.clone()
+            };
+            let issued = crate::pki::issue(
+                &ca,
+                &format!("replica-{}", spec.name),
+                &hosts,
+                365,
+                crate::pki::CertKind::Replica,
+            )
+            .map_err(|e| RemoteError::Usage(format!("--pki: {e}")))?;
+            files.push((TLS_CA_FILE, ca.cert));
+            files.push((TLS_CERT_FILE, issued.cert));
+            files.push((TLS_KEY_FILE, issued.key));
+        }
+        if let Some(path) = &security.auth_file {
+            crate::auth::AuthPolicy::load(path).map_err(|e| RemoteError::Usage(e.to_string()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| RemoteError::Usage(format!("--auth-file {}: {e}", path.display())))?;
+            files.push((AUTH_FILE, text));
+        }
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ssh = self.ssh()?;
+        let mut lines = Vec::new();
+        for (name, content) in files {
+            let out = ssh
+                .run(
+                    &spec,
+                    &scripts::write_private(self.config.install_dir(), name)?,
+                    Input::Bytes(content.into_bytes()),
+                    PROBE_LIMIT,
+                    "storing the certificates",
+                )
+                .await?;
+            if !out.success() {
+                return Err(RemoteError::Remote {
+                    host: spec.to_string(),
+                    what: format!("storing {name}"),
+                    detail: one_line(&out),
+                });
+            }
+            lines.push(format!(
+                "Stored {} on {spec} (mode 0600)",
+                out.stdout.trim()
+            ));
+        }
+        let node = self.config.add_node(&spec);
+        node.tls |= security.pki.is_some();
+        node.auth |= security.auth_file.is_some();
+        self.save()?;
+        Ok(lines)
+    }
+
+    /// The flags that make a replica on `node` use what `setup` sent it, unless the user
+    /// gave their own.
+    fn security_flags(node: &Node, args: &[String]) -> Vec<String> {
+        // A container sees the config folder at /config; a process runs in the install dir.
+        let dir = if node.image.is_some() {
+            "/config"
+        } else {
+            "config"
+        };
+        let given = |flag: &str| {
+            args.iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let mut extra = Vec::new();
+        if node.tls && !given("--tls-cert") {
+            extra.extend([
+                "--tls-cert".to_string(),
+                format!("{dir}/{TLS_CERT_FILE}"),
+                "--tls-key".into(),
+                format!("{dir}/{TLS_KEY_FILE}"),
+                "--tls-ca".into(),
+                format!("{dir}/{TLS_CA_FILE}"),
+            ]);
+        }
+        if node.auth && !given("--auth-file") {
+            extra.extend(["--auth-file".to_string(), format!("{dir}/{AUTH_FILE}")]);
+        }
+        extra
+    }
+
     /// `concoord remote replica|nameserver HOST ARGS`: starts `concoord replica ARGS` there,
     /// detached; `port` names its log and PID file.
     pub async fn start(
@@ -340,6 +465,7 @@ impl Remote {
         let name = process_name(port);
         let mut argv = vec!["replica".to_string()];
         argv.extend_from_slice(args);
+        argv.extend(Remote::security_flags(&node, args));
         let script = scripts::start(
             self.config.install_dir(),
             &name,

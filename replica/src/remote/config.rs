@@ -61,6 +61,12 @@ pub struct Node {
     /// Docker image loaded by `setup --image`; replicas then run as containers of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// `setup --pki` sent it a certificate: its replicas serve TLS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// `setup --auth-file` sent it an auth file: its replicas check identities.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auth: bool,
 }
 
 impl RemoteConfig {
@@ -86,6 +92,8 @@ impl RemoteConfig {
                 self.nodes.push(Node {
                     host: host.to_string(),
                     image: None,
+                    tls: false,
+                    auth: false,
                 });
                 self.nodes.len() - 1
             }

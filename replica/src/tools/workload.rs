@@ -63,19 +63,20 @@ pub async fn run(a: &WorkloadArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn options(a: &WorkloadArgs) -> ClientOptions {
-    ClientOptions {
+fn options(a: &WorkloadArgs) -> Result<ClientOptions, CliError> {
+    Ok(ClientOptions {
         call_timeout: Some(a.call_timeout),
         failover_timeout: a.call_timeout,
-        ..ClientOptions::default()
-    }
+        ..a.creds.client_options()?
+    })
 }
 
 /// Runs the workload and checks its history.
 pub async fn execute(a: &WorkloadArgs) -> Result<Summary, CliError> {
-    super::bench::ensure_counter(&a.addrs, &a.object, &options(a)).await?;
+    let opts = options(a)?;
+    super::bench::ensure_counter(&a.addrs, &a.object, &opts).await?;
     let rec = Arc::new(Recorder::new());
-    let start_value = read_value(&a.addrs, &a.object, None).await?;
+    let start_value = read_value(&a.addrs, &a.object, &opts, None).await?;
     rec.declare(
         &a.object,
         ObjectSpec::Counter {
@@ -84,7 +85,7 @@ pub async fn execute(a: &WorkloadArgs) -> Result<Summary, CliError> {
         },
     );
 
-    let connecting = (0..a.clients).map(|_| Client::connect(&a.addrs, options(a)));
+    let connecting = (0..a.clients).map(|_| Client::connect(&a.addrs, opts.clone()));
     let clients = futures::future::try_join_all(connecting).await?;
     let start = Instant::now();
     let deadline = start + a.duration;
@@ -116,7 +117,7 @@ pub async fn execute(a: &WorkloadArgs) -> Result<Summary, CliError> {
     }
     let elapsed = start.elapsed();
     // The last read is part of the history: it is what pins lost or doubled increments.
-    let final_value = read_value(&a.addrs, &a.object, Some(&rec)).await?;
+    let final_value = read_value(&a.addrs, &a.object, &opts, Some(&rec)).await?;
     let verdict = tokio::task::spawn_blocking(move || rec.check())
         .await
         .map_err(|e| CliError::Failed(format!("the linearizability check failed: {e}")))?;
@@ -138,11 +139,22 @@ pub async fn execute(a: &WorkloadArgs) -> Result<Summary, CliError> {
 
 /// Reads the counter with a client of its own, retrying until `FINAL_READ_FOR` is over;
 /// the successful read is recorded when `rec` is given.
-async fn read_value(addrs: &str, object: &str, rec: Option<&Recorder>) -> Result<i64, CliError> {
+async fn read_value(
+    addrs: &str,
+    object: &str,
+    opts: &ClientOptions,
+    rec: Option<&Recorder>,
+) -> Result<i64, CliError> {
     let until = Instant::now() + FINAL_READ_FOR;
     let mut last = String::new();
     while Instant::now() < until {
-        match Client::connect(addrs, ClientOptions::default()).await {
+        // Its own deadlines: the final read waits out an election.
+        let own = ClientOptions {
+            tls: opts.tls.clone(),
+            token: opts.token.clone(),
+            ..ClientOptions::default()
+        };
+        match Client::connect(addrs, own).await {
             Ok(client) => {
                 let id = rec.map(|r| {
                     r.record_invoke(
