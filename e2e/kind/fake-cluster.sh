@@ -95,6 +95,10 @@ status:
   readyReplicas: $(replicas)
   leader: $leader
   view: $(cat "$S/seq")
+  certificates:
+  - {secret: $NAME-ca, kind: ca, notAfter: "2036-12-01T00:00:00Z"}
+  - {secret: $NAME-server-tls, kind: server, notAfter: "$(cat "$S/server-expiry")"}
+  - {secret: $NAME-client-tls, kind: client, notAfter: "2027-03-01T00:00:00Z"}
   members:
 $members$(types_status)
   - {type: Available, status: "$available", reason: Quorum, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}
@@ -130,7 +134,9 @@ owned_json() {
   fi
   local items="" kind name
   for kind_name in StatefulSet/$NAME Service/$NAME Service/$NAME-peers Service/$NAME-dns \
-    ConfigMap/$NAME-bootstrap PodDisruptionBudget/$NAME ServiceAccount/$NAME; do
+    ConfigMap/$NAME-bootstrap PodDisruptionBudget/$NAME ServiceAccount/$NAME \
+    Secret/$NAME-ca Secret/$NAME-server-tls Secret/$NAME-client-tls Secret/$NAME-auth \
+    Secret/$NAME-admin-token Secret/$NAME-app-token NetworkPolicy/$NAME; do
     kind=${kind_name%/*} name=${kind_name#*/}
     items+="${items:+,}{\"kind\": \"$kind\", \"metadata\": {\"name\": \"$name\", \"ownerReferences\": [{\"uid\": \"cr-uid\"}]}}"
   done
@@ -210,6 +216,15 @@ kubectl_get() {
       fi
       ;;
     pvc) if [ -f "$S/pods" ]; then printf 'persistentvolumeclaim/data-%s-0\n' "$NAME"; fi ;;
+    secret)
+      [ -f "$S/ccc" ] || return 1
+      case "$output" in
+        name) echo "secret/$name" ;;
+        'jsonpath={.data.token}') printf 'fake-app-token-0123456789' | base64 ;;
+        *) return 1 ;;
+      esac
+      ;;
+    networkpolicy) if [ -f "$S/ccc" ]; then echo "networkpolicy.networking.k8s.io/$name"; else return 1; fi ;;
     deployment,pods) if [ -f "$S/operator" ]; then echo "deployment.apps/concoord-operator"; fi ;;
     *,*)
       if [ "$output" = json ]; then owned_json; else echo "(fake) $type"; fi
@@ -253,6 +268,7 @@ kubectl_apply() {
       cat <<<"$FAKE_VERSION" >"$S/version"
       echo "$NAME-1" >"$S/leader"
       echo 0 >"$S/counter"
+      echo "2027-03-01T00:00:00Z" >"$S/server-expiry"
       set_replicas "$(sed -n 's/^  replicas: *//p' <<<"$manifest")"
       # The example's ConfigMap: the block under `tencounter.py: |`, de-indented.
       sed -n '/^  tencounter.py: |$/,$p' <<<"$manifest" | sed '1d; s/^    //' >"$S/types-source"
@@ -290,6 +306,9 @@ kubectl_exec() {
   shift
   if [ "$pod" = toolbox ]; then
     "$@"
+  elif [ "$pod" = stranger ]; then
+    # The CA alone, as the stranger pod's manifest mounts it.
+    CONCOORD_CA=/etc/concoord/ca/ca.crt FAKE_STRANGER=1 "$@"
   else
     local args=("${@//\/tmp\//$S/$pod/}")
     "${args[@]}"
@@ -312,6 +331,13 @@ kubectl_delete() {
       ;;
     concoordcluster)
       rm -f "$S/ccc" "$S/pods"
+      ;;
+    secret)
+      # The operator issues the replicas' certificate again; the replicas re-read it.
+      if [ "$name" = "$NAME-server-tls" ]; then
+        echo "2027-03-01T00:10:00Z" >"$S/server-expiry"
+        touch "$S/reloaded"
+      fi
       ;;
   esac
   echo "$type \"$name\" deleted"
@@ -354,7 +380,7 @@ fake_kubectl() {
       generation_bump
       echo "concoordcluster.concoord.io/$NAME scaled"
       ;;
-    api-resources) printf '%s\n' pods services configmaps serviceaccounts statefulsets.apps poddisruptionbudgets.policy events ;;
+    api-resources) printf '%s\n' pods services configmaps serviceaccounts secrets statefulsets.apps poddisruptionbudgets.policy networkpolicies.networking.k8s.io events ;;
     create)
       if [ "${1:-}" = configmap ]; then
         local arg source="$S/created-source"
@@ -369,7 +395,14 @@ fake_kubectl() {
         echo "(fake) $verb ok"
       fi
       ;;
-    wait | rollout | logs) echo "(fake) $verb ok" ;;
+    logs)
+      if [ -f "$S/reloaded" ]; then
+        awk '{printf "[pod/%s/concoord] INFO concoord::runtime: TLS: certificates re-read from /etc/concoord/tls/tls.crt\n", $1}' "$S/pods"
+      else
+        echo "(fake) logs ok"
+      fi
+      ;;
+    wait | rollout) echo "(fake) $verb ok" ;;
     *) echo "fake kubectl: unexpected $verb $*" >&2 && return 1 ;;
   esac
 }
@@ -449,6 +482,17 @@ fake_helm() {
 }
 
 fake_concoord() {
+  # The stranger pod: TLS replicas with auth refuse it unless it shows a token.
+  if [ -n "${FAKE_STRANGER:-}" ]; then
+    if [ -z "${CONCOORD_CA:-}" ]; then
+      echo "concoord: no replica reachable: refused the connection: this replica serves TLS only: connect with --ca (the group's CA certificate)" >&2
+      return 1
+    fi
+    if [ -z "${CONCOORD_TOKEN:-}" ]; then
+      echo "concoord: PermissionError: refused the connection: this group requires authentication" >&2
+      return 1
+    fi
+  fi
   if [ "$1" = type ]; then
     echo "tencounter.TenCounter	sha256:$(cat "$S/types-sha")	(fake)"
     return 0

@@ -142,7 +142,9 @@ WRITER_BASE=0
 # start_writer NAME: records the counter's value, then starts a writer pod.
 start_writer() {
   WRITER_BASE="$(counter_value)" || fail "cannot read the counter before starting $1: $WRITER_BASE"
-  writer_pod "$NS" "$1" "$TOOLBOX_IMAGE" "$DOMAIN" | kubectl apply -f - >/dev/null
+  # The application's client certificate Secret the operator makes for cluster NAME (run.sh).
+  # shellcheck disable=SC2153
+  writer_pod "$NS" "$1" "$TOOLBOX_IMAGE" "$DOMAIN" "$NAME-client-tls" | kubectl apply -f - >/dev/null
   kubectl wait -n "$NS" --for=condition=Ready "pod/$1" --timeout=120s >/dev/null ||
     fail "writer pod $1 did not start"
   wait_until 60 "writer $1 has acknowledged writes" writer_progress "$1" 1

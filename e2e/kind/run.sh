@@ -9,7 +9,9 @@
 # images and load them; helm install + helm test; apply the chart's example cluster and
 # wait for it (Available condition and observedGeneration, never a fixed sleep); query SRV
 # from a pod, through the cluster's nameserver and through a CoreDNS forward, and call the
-# counter through SRV; define a user object type from a ConfigMap, break it (Degraded) and
+# counter through SRV over TLS with the client certificate the operator made; check that a pod
+# without it (or a token) is refused and that the app token lets it in; renew the replicas'
+# certificate without a restart; define a user object type from a ConfigMap, break it (Degraded) and
 # replace it (state kept); scale 3 -> 5 -> 3 while a client writes; delete a follower pod, then
 # the leader pod; roll to a second image tag without losing quorum; delete the cluster and
 # check that every object it owned is gone; uninstall the chart.
@@ -55,8 +57,9 @@ MAX_WRITE_FAILURES="${E2E_MAX_WRITE_FAILURES:-5}"
 if [ "${1:-}" = "--render" ]; then
   out="${2:?usage: run.sh --render DIR}"
   mkdir -p "$out"
-  toolbox_pod "$NS" "concoord-e2e/toolbox:render" >"$out/toolbox.yaml"
-  writer_pod "$NS" writer-render "concoord-e2e/toolbox:render" "$DOMAIN" >"$out/writer.yaml"
+  toolbox_pod "$NS" "concoord-e2e/toolbox:render" "$NAME-client-tls" "$NAME-admin-token" >"$out/toolbox.yaml"
+  writer_pod "$NS" writer-render "concoord-e2e/toolbox:render" "$DOMAIN" "$NAME-client-tls" >"$out/writer.yaml"
+  stranger_pod "$NS" "concoord-e2e/toolbox:render" "$NAME-client-tls" >"$out/stranger.yaml"
   operator_values "$VERSION" >"$out/operator-values.helm"
   kind_config "${E2E_KIND_WORKERS:-2}" >"$out/kind-config.kind"
   coredns_stanza "$DOMAIN" 10.96.0.53 >"$out/coredns-stanza.txt"
@@ -234,11 +237,24 @@ wait_until 600 "$NAME is Available with 3 ready members at its generation" clust
 kubectl get concoordcluster -n "$NS" "$NAME"
 kubectl get statefulset,service,configmap,pdb,serviceaccount,pvc -n "$NS" -l "app.kubernetes.io/instance=$NAME"
 
+step "TLS and auth: the operator's certificates, tokens and NetworkPolicy"
+certs="$(kubectl get concoordcluster "$NAME" -n "$NS" -o jsonpath='{range .status.certificates[*]}{.kind}={.notAfter} {end}')"
+for kind in ca server client; do
+  grep -q "$kind=20" <<<"$certs" || fail "the status lists no $kind certificate with its expiry: $certs"
+done
+pass "the status lists the certificates: $certs"
+for secret in "$NAME-ca" "$NAME-server-tls" "$NAME-client-tls" "$NAME-auth" "$NAME-admin-token" "$NAME-app-token"; do
+  kubectl get secret "$secret" -n "$NS" -o name >/dev/null || fail "Secret $secret is missing"
+done
+pass "Secrets $NAME-{ca,server-tls,client-tls,auth,admin-token,app-token} exist"
+kubectl get networkpolicy "$NAME" -n "$NS" -o name >/dev/null || fail "NetworkPolicy $NAME is missing"
+pass "NetworkPolicy $NAME exists"
+
 step "immutable settings stay immutable"
 refused "$(sed 's/^    size: 1Gi$/    size: 2Gi/' "$EXAMPLE")" "a changed persistence.size"
 
 step "SRV records from an in-cluster pod"
-toolbox_pod "$NS" "$TOOLBOX_IMAGE" | kubectl apply -f - >/dev/null
+toolbox_pod "$NS" "$TOOLBOX_IMAGE" "$NAME-client-tls" "$NAME-admin-token" | kubectl apply -f - >/dev/null
 kubectl wait -n "$NS" --for=condition=Ready pod/toolbox --timeout=120s >/dev/null
 dns_svc="$NAME-dns.$NS.svc.cluster.local"
 wait_until 60 "the cluster's nameserver answers 3 SRV records over UDP" srv_is 3 "@$dns_svc"
@@ -267,6 +283,56 @@ pass "counter increment twice (system resolver, then --dns-server): getvalue = 2
 locked="$(in_toolbox concoord call --timeout 20s "$DOMAIN" --list)"
 grep -q '"lock"' <<<"$locked" || fail "the example's lock object is missing: $locked"
 pass "objects created at bootstrap: $locked"
+
+step "a pod without the client Secret is refused; the app token lets it in"
+stranger_pod "$NS" "$TOOLBOX_IMAGE" "$NAME-client-tls" | kubectl apply -f - >/dev/null
+kubectl wait -n "$NS" --for=condition=Ready pod/stranger --timeout=120s >/dev/null
+if out="$(kubectl exec -n "$NS" stranger -- concoord call --timeout 20s "$DOMAIN" counter increment 2>&1)"; then
+  fail "a pod with neither the client certificate nor a token was let in: $out"
+fi
+grep -q PermissionError <<<"$out" || fail "refused, but not with PermissionError: $out"
+pass "with the CA alone: $(grep -m 1 PermissionError <<<"$out" | cut -c1-200)"
+if out="$(kubectl exec -n "$NS" stranger -- env -u CONCOORD_CA concoord call --timeout 20s "$DOMAIN" counter getvalue 2>&1)"; then
+  fail "a plaintext client was answered by a TLS replica: $out"
+fi
+grep -q "TLS only" <<<"$out" || fail "a plaintext client was refused without saying why: $out"
+pass "in plaintext: $(grep -m 1 'TLS only' <<<"$out" | cut -c1-200)"
+before="$(counter_value)" || fail "counter getvalue: $before"
+app_token="$(kubectl get secret "$NAME-app-token" -n "$NS" -o jsonpath='{.data.token}' | base64 -d)"
+[ -n "$app_token" ] || fail "Secret $NAME-app-token holds no token"
+kubectl exec -n "$NS" stranger -- env "CONCOORD_TOKEN=$app_token" concoord call --timeout 20s "$DOMAIN" counter increment >/dev/null ||
+  fail "the app token of Secret $NAME-app-token was refused"
+after="$(counter_value)" || fail "counter getvalue: $after"
+[ "$after" = $((before + 1)) ] || fail "counter went from $before to $after with one increment"
+pass "with the token of Secret $NAME-app-token: counter $before -> $after"
+kubectl delete pod stranger -n "$NS" --wait=false >/dev/null
+
+step "renew the replicas' certificate: no pod restarts, the leader stays"
+leader_before="$(ccc_field "$NS" "$NAME" .status.leader)"
+pods_before="$(kubectl get pods -n "$NS" -l "$SELECTOR" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}/{.status.containerStatuses[0].restartCount} {end}')"
+server_expiry() { kubectl get concoordcluster "$NAME" -n "$NS" -o jsonpath='{.status.certificates[?(@.kind=="server")].notAfter}'; }
+expiry_before="$(server_expiry)"
+kubectl delete secret "$NAME-server-tls" -n "$NS" >/dev/null
+renewed() {
+  local now
+  now="$(server_expiry)"
+  echo "server certificate valid until ${now:-?}"
+  [ -n "$now" ] && [ "$now" != "$expiry_before" ]
+}
+wait_until 180 "the operator issued a new server certificate" renewed
+reloaded() {
+  local n
+  n="$(kubectl logs -n "$NS" -l "$SELECTOR" --prefix --tail=-1 | grep 'TLS: certificates re-read' | awk '{print $1}' | sort -u | grep -c .)"
+  echo "$n of 3 replicas re-read their certificate"
+  [ "$n" -ge 3 ]
+}
+wait_until 300 "every replica picked the new certificate up from its files" reloaded
+pods_after="$(kubectl get pods -n "$NS" -l "$SELECTOR" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}/{.status.containerStatuses[0].restartCount} {end}')"
+[ "$pods_after" = "$pods_before" ] || fail "pods were replaced or restarted: $pods_before -> $pods_after"
+leader="$(ccc_field "$NS" "$NAME" .status.leader)"
+[ "$leader" = "$leader_before" ] || fail "the leader moved from $leader_before to $leader"
+value="$(counter_value)" || fail "no call after the renewal: $value"
+pass "same pods and restart counts ($pods_after), leader $leader, calls go on (counter $value)"
 
 step "user-defined object types from a ConfigMap (spec.objectTypes)"
 # The example's ConfigMap holds the seed's TenCounter: the operator defines it in the group.
@@ -369,7 +435,7 @@ step "delete the cluster; every object it owned goes"
 cr_uid="$(ccc_field "$NS" "$NAME" .metadata.uid)"
 owned="$(owned_objects "$cr_uid")"
 info "owned by $NAME: ${owned//$'\n'/ }"
-for kind in StatefulSet Service ConfigMap PodDisruptionBudget ServiceAccount; do
+for kind in StatefulSet Service ConfigMap PodDisruptionBudget ServiceAccount Secret NetworkPolicy; do
   grep -q "^$kind/" <<<"$owned" || fail "$NAME owns no $kind (expected one, per the operator's interface)"
 done
 kubectl delete concoordcluster "$NAME" -n "$NS" --timeout=180s

@@ -1,9 +1,11 @@
 //! A ConCoord cluster of replica containers on its own docker network, and the client
 //! containers that talk to it (the host cannot resolve container names, so every client
-//! runs inside the network, from the same image).
+//! runs inside the network, from the same image). The replicas serve TLS with certificates
+//! of the cluster's own CA and admit only holders of its admin token, as in production.
 
 use crate::E2eError;
 use crate::docker::{self, Container, Network, Volume, unique_prefix};
+use crate::pki::Pki;
 use serde::Deserialize;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -126,6 +128,8 @@ pub struct Cluster {
     volumes: Vec<Volume>,
     pub network: Network,
     pub spec: Spec,
+    /// Dropped last: the containers that mount it are gone by then.
+    pub pki: Pki,
 }
 
 impl Cluster {
@@ -134,6 +138,13 @@ impl Cluster {
     pub fn start(label: &str, spec: Spec) -> Result<Cluster, E2eError> {
         let image = docker::replica_image()?.to_string();
         let prefix = unique_prefix(label);
+        // Each replica's name, and the names its nameserver publishes (r<id>.DOMAIN), which
+        // clients that find the group through SRV records check.
+        let hosts: Vec<String> = (0..spec.replicas)
+            .map(|i| format!("{prefix}-r{}", i + 1))
+            .chain(std::iter::once(format!("*.{DOMAIN}")))
+            .collect();
+        let pki = Pki::make(&prefix, &image, &hosts)?;
         let network = Network::create(&format!("{prefix}-net"))?;
         let mut cluster = Cluster {
             prefix,
@@ -142,6 +153,7 @@ impl Cluster {
             volumes: Vec::new(),
             network,
             spec: spec.clone(),
+            pki,
         };
         if let Err(e) = cluster.start_replicas() {
             eprintln!("[e2e] the cluster did not come up: {e}\n{}", cluster.logs());
@@ -201,10 +213,13 @@ impl Cluster {
             .get(i)
             .map(|v| format!("{}:/data", v.name))
             .unwrap_or_default();
+        let pki_mount = self.pki.replica_mount();
+        let pki_flags = Pki::replica_flags();
         let mut args: Vec<&str> = vec!["--network", &self.network.name, "--hostname", &name];
         if self.spec.durable {
             args.extend(["-v", mount.as_str()]);
         }
+        args.extend(pki_mount.iter().map(String::as_str));
         args.extend([
             self.image.as_str(),
             "replica",
@@ -228,11 +243,26 @@ impl Cluster {
         if self.spec.durable {
             args.extend(["-w", "--data-dir", "/data"]);
         }
+        args.extend(pki_flags.iter().map(String::as_str));
         Container::run(&name, &args)
     }
 
-    /// Runs `concoord ARGS` in a throwaway container on the network.
+    /// Runs `concoord ARGS` in a throwaway container on the network, with the CA and the
+    /// admin token.
     pub fn tool(&self, args: &[&str]) -> Result<crate::process::Output, E2eError> {
+        let creds = self.pki.client_args();
+        let mut run = vec!["run", "--rm", "--network", &self.network.name];
+        run.extend(creds.iter().map(String::as_str));
+        run.push(&self.image);
+        run.extend_from_slice(args);
+        crate::process::run("docker", &run, TOOL_LIMIT)
+    }
+
+    /// A tool run without the CA or the token: what a stranger on the network gets.
+    pub fn tool_without_credentials(
+        &self,
+        args: &[&str],
+    ) -> Result<crate::process::Output, E2eError> {
         let mut run = vec!["run", "--rm", "--network", &self.network.name, &self.image];
         run.extend_from_slice(args);
         crate::process::run("docker", &run, TOOL_LIMIT)
@@ -324,25 +354,30 @@ impl Cluster {
         let name = format!("{}-load{}", self.prefix, unique_suffix());
         let clients = clients.to_string();
         let duration = format!("{}ms", duration.as_millis());
+        let creds = self.pki.client_args();
+        let mut run = vec!["--network", self.network.name.as_str()];
+        run.extend(creds.iter().map(String::as_str));
+        run.push(&self.image);
         let container = Container::run(
             &name,
             &[
-                "--network",
-                &self.network.name,
-                &self.image,
-                "workload",
-                &self.addrs(),
-                "--clients",
-                &clients,
-                "--duration",
-                &duration,
-                "--call-timeout",
-                "5s",
-                // About 150 calls a second per client: enough to keep every replica busy,
-                // few enough that the history is checked in seconds.
-                "--think",
-                "5ms",
-            ],
+                run.as_slice(),
+                &[
+                    "workload",
+                    &self.addrs(),
+                    "--clients",
+                    &clients,
+                    "--duration",
+                    &duration,
+                    "--call-timeout",
+                    "5s",
+                    // About 150 calls a second per client: enough to keep every replica busy,
+                    // few enough that the history is checked in seconds.
+                    "--think",
+                    "5ms",
+                ],
+            ]
+            .concat(),
         )?;
         Ok(Workload { container })
     }

@@ -1,10 +1,11 @@
 //! Support for the end-to-end suites that run ConCoord in docker containers: commands
 //! with time limits ([`process`]), docker resources that clean up after themselves
 //! ([`docker`]), and a replica cluster on a docker network with client containers
-//! ([`cluster`]).
+//! ([`cluster`]), serving TLS and checking identities ([`pki`]).
 
 pub mod cluster;
 pub mod docker;
+pub mod pki;
 pub mod process;
 
 use std::time::Duration;

@@ -327,8 +327,54 @@ fn dig_from_another_container_finds_the_live_members() -> Result<(), E2eError> {
                 )));
             }
         }
-        // A client finds the group by its domain through that nameserver.
+        // A client finds the group by its domain through that nameserver (over TLS, with
+        // the admin token); a stranger without the CA, or with it but without a token, is
+        // refused with the reason.
         call_through_dns(c, &dns_ip, &["--create", "hits", "Counter"])?;
+        let plain = c.tool_without_credentials(&["call", &c.addrs(), "hits", "getvalue"])?;
+        if plain.success() || !plain.stderr.contains("TLS only") {
+            return Err(E2eError::Check(format!(
+                "a plaintext client was not told the replicas serve TLS only: {}",
+                plain.stderr.trim()
+            )));
+        }
+        let ca_only = format!("CONCOORD_CA={}/ca.crt", concoord_e2e::pki::MOUNT);
+        let mount = format!("{}:{}:ro", c.pki.dir.display(), concoord_e2e::pki::MOUNT);
+        let no_token = concoord_e2e::process::run(
+            "docker",
+            &[
+                "run",
+                "--rm",
+                "--network",
+                &c.network.name,
+                "-v",
+                &mount,
+                "-e",
+                &ca_only,
+                &c.image,
+                "call",
+                &c.addrs(),
+                "hits",
+                "increment",
+            ],
+            Duration::from_secs(60),
+        )?;
+        if no_token.success() || !no_token.stderr.contains("PermissionError") {
+            return Err(E2eError::Check(format!(
+                "a client without a token was not refused with PermissionError: {}",
+                no_token.stderr.trim()
+            )));
+        }
+        eprintln!(
+            "[e2e] dns: strangers refused: {} / {}",
+            plain.stderr.trim(),
+            no_token.stderr.trim()
+        );
+        if call_through_dns(c, &dns_ip, &["hits", "getvalue"])? != "0" {
+            return Err(E2eError::Check(
+                "a refused increment changed the counter".into(),
+            ));
+        }
         // A replica that leaves the group leaves the SRV records.
         let gone = (0..c.spec.replicas)
             .rev()

@@ -93,8 +93,9 @@ impl ClusterNames {
     pub fn network_policy(&self) -> String {
         self.name.clone()
     }
-    /// Every name a replica is dialled at: each pod, the peer and client Services, and the
-    /// loopback the probes use.
+    /// The names a replica is dialled at inside the Kubernetes cluster: each pod, the peer
+    /// and client Services, and the loopback the probes use (`security::server_hosts` adds
+    /// the names its nameserver publishes).
     pub fn server_hosts(&self) -> Vec<String> {
         let svc = format!("{}.{}", self.client_service(), self.namespace);
         vec![

@@ -76,7 +76,14 @@ fn current_secrets() -> BTreeMap<String, Value> {
         ..Default::default()
     };
     let ca = pki::new_ca("demo CA", 3650).unwrap();
-    let server = pki::issue(&ca, "demo", &names.server_hosts(), 90, CertKind::Replica).unwrap();
+    let server = pki::issue(
+        &ca,
+        "demo",
+        &crate::security::server_hosts(&names, &names.default_domain()),
+        90,
+        CertKind::Replica,
+    )
+    .unwrap();
     let client = pki::issue(&ca, "demo-client", &[], 90, CertKind::Client).unwrap();
     BTreeMap::from([
         (
@@ -979,6 +986,8 @@ async fn a_new_cluster_gets_its_certificates_tokens_and_auth_file() {
             .contains(&"*.demo-peers.apps.svc.cluster.local".to_string())
     );
     assert!(info.hosts.contains(&"127.0.0.1".to_string()));
+    // The names the cluster's nameserver publishes in SRV records (r<id>.<domain>).
+    assert!(info.hosts.contains(&"*.demo.apps.concoord".to_string()));
     let client = concoord::pki::inspect(&secret_text(run.body(APPLY_CLIENT_TLS), "tls.crt"));
     assert_eq!(client.and_then(|c| c.name).as_deref(), Some("demo-client"));
 
@@ -1078,7 +1087,7 @@ async fn an_expiring_server_certificate_is_renewed_with_the_same_ca() {
     let soon = concoord::pki::issue(
         &ca,
         "demo",
-        &names.server_hosts(),
+        &crate::security::server_hosts(&names, &names.default_domain()),
         10,
         concoord::pki::CertKind::Replica,
     )

@@ -65,6 +65,15 @@ pub fn pod_security(cc: &ConCoordCluster, names: &ClusterNames) -> PodSecurity {
     PodSecurity { tls_secret, auth }
 }
 
+/// Every name a replica is dialled at: each pod, the Services, the loopback of the probes,
+/// and the names its nameserver publishes in SRV records (`r<id>.<domain>`), which clients
+/// that find the group by its domain check.
+pub fn server_hosts(names: &ClusterNames, domain: &str) -> Vec<String> {
+    let mut hosts = names.server_hosts();
+    hosts.push(format!("*.{}", domain.trim_end_matches('.')));
+    hosts
+}
+
 /// What to do with one of the operator's certificates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CertPlan {
@@ -284,7 +293,7 @@ pub async fn ensure(
                     names.server_tls_secret(),
                     "server",
                     names.name.clone(),
-                    names.server_hosts(),
+                    server_hosts(names, &crate::render::domain(cc, names)),
                     CertKind::Replica,
                 ),
                 (

@@ -3,8 +3,11 @@
 //! pod DNS name and the headless Service name as network aliases, the same user and
 //! read-only root. Pod 0 founds, the others are added as the operator would (member
 //! first, then the pod), readiness is the rendered exec probe, and the nameserver answers
-//! the cluster's SRV records. Images are built here from the host's `concoord` binary and
-//! its libraries (nothing is pulled); everything is removed when the test ends.
+//! the cluster's SRV records. TLS is on, as by default: the certificate Secret the operator
+//! would make (the same builders, the same names) is mounted where the pod mounts it, so the
+//! replicas link, the probes and `concoord status` go over TLS. Images are built here from
+//! the host's `concoord` binary and its libraries (nothing is pulled); everything is removed
+//! when the test ends.
 
 use concoord_operator::crd::ConCoordCluster;
 use concoord_operator::names::ClusterNames;
@@ -164,6 +167,31 @@ fn rendered_pods_bootstrap_a_cluster_that_answers_srv() {
     .expect("cluster");
     let names = ClusterNames::new("demo", NS);
 
+    // The replicas' certificate Secret, as files where the pods mount it.
+    let tls_dir = cleanup.context.join("tls");
+    std::fs::create_dir_all(&tls_dir).expect("tls dir");
+    let ca = concoord::pki::new_ca("demo CA", 30).expect("CA");
+    let server = concoord::pki::issue(
+        &ca,
+        "demo",
+        &concoord_operator::security::server_hosts(&names, &names.default_domain()),
+        30,
+        concoord::pki::CertKind::Replica,
+    )
+    .expect("server certificate");
+    for (file, text) in [
+        ("ca.crt", &ca.cert),
+        ("tls.crt", &server.cert),
+        ("tls.key", &server.key),
+    ] {
+        std::fs::write(tls_dir.join(file), text).expect("write a certificate file");
+    }
+    let tls_mount = format!(
+        "{}:{}:ro",
+        tls_dir.display(),
+        concoord_operator::security::TLS_DIR
+    );
+
     // Starts pod `i` as the StatefulSet would, with the ConfigMap as the operator holds it.
     let start = |i: u32, bootstrapped: bool| -> String {
         let r = render(
@@ -209,6 +237,8 @@ fn rendered_pods_bootstrap_a_cluster_that_answers_srv() {
             "--read-only".into(),
             "--tmpfs".into(),
             "/data:uid=65532,gid=65532".into(),
+            "-v".into(),
+            tls_mount.clone(),
         ];
         for (k, v) in &p.env {
             args.push("-e".into());
