@@ -91,6 +91,18 @@ pub enum Identity {
     Certificate(String),
 }
 
+impl Identity {
+    /// What a session opened by this identity records as its owner (`token:NAME`,
+    /// `cert:CN`); None for anyone (auth off).
+    pub fn owner_key(&self) -> Option<String> {
+        match self {
+            Identity::Anyone => None,
+            Identity::Token { name, .. } => Some(format!("token:{name}")),
+            Identity::Certificate(cn) => Some(format!("cert:{cn}")),
+        }
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -149,11 +161,14 @@ impl AuthPolicy {
         let mut names = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
-            let content = raw.split('#').next().unwrap_or("").trim();
-            if content.is_empty() {
+            // A comment starts at a field beginning with '#' (a token may contain '#').
+            let fields: Vec<&str> = raw
+                .split_whitespace()
+                .take_while(|f| !f.starts_with('#'))
+                .collect();
+            if fields.is_empty() {
                 continue;
             }
-            let fields: Vec<&str> = content.split_whitespace().collect();
             let role_of = |s: &str| {
                 Role::parse(s).ok_or_else(|| {
                     (
@@ -245,6 +260,34 @@ impl AuthPolicy {
     }
 }
 
+/// The auth file's text with every plain token replaced by its `sha256:` digest, so the
+/// file can travel and be stored (EC2 user data, a remote host) without the tokens in it.
+/// The text must parse (see [`AuthPolicy::parse`]).
+pub fn hash_tokens(text: &str) -> Result<String, (usize, String)> {
+    AuthPolicy::parse(text)?;
+    let mut out = String::new();
+    for raw in text.lines() {
+        let fields: Vec<&str> = raw.split_whitespace().collect();
+        match fields.as_slice() {
+            ["token", name, role, secret, ..]
+                if !secret.starts_with("sha256:") && !secret.starts_with('#') =>
+            {
+                let hex: String = Token::new(*secret)
+                    .digest()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                out.push_str(&format!("token {name} {role} sha256:{hex}\n"));
+            }
+            _ => {
+                out.push_str(raw);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The digest a `token` line stands for: `sha256:<64 hex digits>`, or the token itself.
 fn token_digest(secret: &str) -> Result<Digest256, String> {
     if let Some(hex) = secret.strip_prefix("sha256:") {
@@ -284,6 +327,8 @@ pub fn needed_role(frame: &ClientFrame, read_only: impl FnOnce(&str, &str) -> bo
             | Operation::List
             | Operation::ListTypes
             | Operation::ShowType { .. } => Role::Readonly,
+            // A reset rebuilds the object as a re-creation would: the admin's.
+            Operation::Call { method, .. } if method == "__concoordinit__" => Role::Admin,
             Operation::Call { object, method, .. } => {
                 if read_only(object, method) {
                     Role::Readonly
@@ -442,6 +487,7 @@ mod tests {
             seq: 1,
             ack: 1,
             op,
+            owner: None,
         })
     }
 
@@ -510,6 +556,7 @@ mod tests {
             (request(Operation::ListTypes), Role::Readonly),
             (call("counter", "getvalue"), Role::Readonly),
             (call("counter", "increment"), Role::Client),
+            (call("counter", "__concoordinit__"), Role::Admin),
             (
                 request(Operation::Create {
                     name: "c".into(),
@@ -600,6 +647,39 @@ mod tests {
             assert!(reason.contains(needle), "{text}: {reason}");
             assert!(!reason.contains("0123456789abcdef"), "{reason}");
         }
+    }
+
+    #[test]
+    fn hashed_files_keep_every_identity_and_hold_no_token() {
+        let text = format!(
+            "# comment\ntoken operator admin {ADMIN} # trailing\ntoken app client sha256:{}\ncert m readonly\ntoken hash#ed client 0123456789#abcdef\n",
+            sha256_hex(CLIENT)
+        );
+        let hashed = hash_tokens(&text).unwrap();
+        assert!(
+            !hashed.contains(ADMIN) && !hashed.contains("0123456789#abcdef"),
+            "{hashed}"
+        );
+        let p = AuthPolicy::parse(&hashed).unwrap();
+        assert_eq!(p.role_of(&who(&p, ADMIN)), Some(Role::Admin));
+        assert_eq!(p.role_of(&who(&p, CLIENT)), Some(Role::Client));
+        // A '#' inside a token is part of it, not a comment.
+        assert_eq!(p.role_of(&who(&p, "0123456789#abcdef")), Some(Role::Client));
+        let m = p.authenticate(None, Some("m")).unwrap();
+        assert_eq!(p.role_of(&m), Some(Role::Readonly));
+        assert!(hash_tokens("token a superuser 0123456789abcdef0").is_err());
+    }
+
+    #[test]
+    fn sessions_are_owned_by_who_opened_them() {
+        assert_eq!(Identity::Anyone.owner_key(), None);
+        let p = policy();
+        assert_eq!(
+            who(&p, ADMIN).owner_key().as_deref(),
+            Some("token:operator")
+        );
+        let m = p.authenticate(None, Some("monitoring")).unwrap();
+        assert_eq!(m.owner_key().as_deref(), Some("cert:monitoring"));
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct ClientCommand {
     /// replicas may forget them (bounds the reply cache).
     pub ack: u64,
     pub op: Operation,
+    /// Who sent it, as the replica that took it authenticated the connection (`token:NAME`,
+    /// `cert:CN`); set by that replica, never taken from the client. A session belongs to
+    /// the identity that opened it. None without an auth file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// What a client command does.

@@ -10,9 +10,10 @@ use concoord::auth::Token;
 use concoord::client::{
     Client, ClientError, ClientOptions, Credentials, fetch_status_with, remove_member_over,
 };
-use concoord::command::Value;
+use concoord::command::{Operation, Value};
 use concoord::net::secure::ClientTls;
 use concoord::net::wire::Fault;
+use concoord::net::wire::ReplyResult;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -168,6 +169,68 @@ async fn inject_as(addr: &str, secret: &str, fault: Fault) -> Result<Vec<u64>, S
     }
 }
 
+fn addrs_of(group: &Group) -> Vec<String> {
+    (0..3).map(|i| group.addr(i)).collect()
+}
+
+/// Sends one command in `session` as the holder of `secret`, to whichever replica leads.
+async fn request_as(
+    addrs: &[String],
+    secret: &str,
+    session: u64,
+    op: Operation,
+) -> Result<ReplyResult, String> {
+    use concoord::command::ClientCommand;
+    use concoord::net::frame;
+    use concoord::net::wire::{ClientFrame, Hello, ReplicaFrame, Role, Welcome};
+    for addr in addrs {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (frame::reader(r), frame::writer(w));
+        let hello = Hello::with_token(Role::Client, Some(Token::new(secret)));
+        frame::write_frame(&mut w, &hello)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Welcome::Refused { reason } =
+            frame::read_frame(&mut r).await.map_err(|e| e.to_string())?
+        {
+            return Err(reason);
+        }
+        let cmd = ClientCommand {
+            session,
+            seq: 1_000_000,
+            ack: 1_000_000,
+            op: op.clone(),
+            // Ignored: the replica stamps who the connection proved to be.
+            owner: Some("token:app".into()),
+        };
+        frame::write_frame(&mut w, &ClientFrame::Request(cmd))
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match frame::read_frame::<_, ReplicaFrame>(&mut r).await {
+                    Ok(ReplicaFrame::Reply { result, .. }) => return Ok(result),
+                    Ok(ReplicaFrame::NotLeader { .. }) => return Err("not leader".to_string()),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await
+        .map_err(|_| "no reply".to_string())?;
+        match reply {
+            Ok(ReplyResult::NotLeader { .. }) => continue,
+            Ok(result) => return Ok(result),
+            Err(e) if e == "not leader" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err("no replica leads".into())
+}
+
 fn assert_permission_error<T: std::fmt::Debug>(result: Result<T, ClientError>, needle: &str) {
     match result {
         Err(ClientError::Remote { kind, message }) if kind == "PermissionError" => {
@@ -274,6 +337,26 @@ async fn tokens_give_roles_and_each_role_is_held_to_its_own() {
         "readonly reads the status"
     );
 
+    // A session belongs to who opened it: the readonly client can neither end the app's
+    // session (which would release what it holds) nor call in it.
+    let app_session = app.session_id();
+    for op in [Operation::CloseSession, Operation::List] {
+        let refused = request_as(&addrs_of(&group), READER, app_session, op).await;
+        assert!(
+            matches!(&refused, Ok(ReplyResult::Err { kind, message })
+                if kind == "PermissionError" && message.contains("another identity")),
+            "{refused:?}"
+        );
+    }
+    app.call("hits", "getvalue", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("the app's session survived: {e}"));
+    // Resetting an object is the admin's, as creating it is.
+    assert_permission_error(
+        app.call("hits", "__concoordinit__", vec![]).await,
+        "needs role 'admin'",
+    );
+
     // Refused requests changed nothing.
     assert_eq!(
         operator.call("hits", "getvalue", vec![]).await.ok(),
@@ -332,8 +415,13 @@ async fn tokens_give_roles_and_each_role_is_held_to_its_own() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match app.call("hits", "increment", vec![]).await {
+            // Refused on its connection, or the connection closed and the next hello
+            // refused: either way, said as a PermissionError.
             Err(ClientError::Remote { kind, message }) if kind == "PermissionError" => {
-                assert!(message.contains("no longer"), "{message}");
+                assert!(
+                    message.contains("no longer") || message.contains("not valid"),
+                    "{message}"
+                );
                 break;
             }
             other => assert!(

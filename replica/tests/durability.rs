@@ -98,6 +98,7 @@ async fn raw_request(addr: &str) -> ReplyResult {
         seq: 0,
         ack: 0,
         op: Operation::OpenSession,
+        owner: None,
     };
     frame::write_frame(&mut w, &ClientFrame::Request(cmd))
         .await

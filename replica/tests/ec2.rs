@@ -933,6 +933,8 @@ fn user_data_with_pki_writes_the_certificates_privately_and_serves_tls() {
             "user-data",
             "--cluster",
             "prod",
+            "--pki",
+            &pki.display().to_string(),
             "--auth-file",
             &bad.display().to_string(),
         ],
@@ -941,6 +943,24 @@ fn user_data_with_pki_writes_the_certificates_privately_and_serves_tls() {
     assert!(!refused.status.success());
     assert!(
         text(&refused).1.contains("unknown role"),
+        "{}",
+        text(&refused).1
+    );
+    // An auth file without TLS: tokens in clear, replicas unable to link.
+    let refused = concoord(
+        &[
+            "ec2",
+            "user-data",
+            "--cluster",
+            "prod",
+            "--auth-file",
+            &auth.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).1.contains("needs --pki"),
         "{}",
         text(&refused).1
     );
@@ -997,9 +1017,11 @@ fn user_data_with_pki_writes_the_certificates_privately_and_serves_tls() {
         std::fs::read_to_string(tls.join("ca.crt")).unwrap(),
         std::fs::read_to_string(pki.join("ca.crt")).unwrap()
     );
-    assert_eq!(
-        std::fs::read_to_string(tls.join("auth")).unwrap(),
-        std::fs::read_to_string(&auth).unwrap()
+    // The auth file travels with digests only; the replica below still admits the token.
+    let sent = std::fs::read_to_string(tls.join("auth")).unwrap();
+    assert!(
+        sent.contains("token operator admin sha256:") && !sent.contains(token),
+        "{sent}"
     );
     let calls = std::fs::read_to_string(&log).unwrap();
     let t = tls.display();

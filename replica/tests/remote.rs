@@ -463,6 +463,11 @@ fn setup_with_a_pki_sends_a_certificate_and_replicas_serve_tls_with_auth() {
         std::fs::read_to_string(config.join("tls-ca.crt")).unwrap(),
         std::fs::read_to_string(pki.join("ca.crt")).unwrap()
     );
+    let stored = std::fs::read_to_string(config.join("auth")).unwrap();
+    assert!(
+        !stored.contains(token),
+        "the host keeps digests only: {stored}"
+    );
     let shown = s.ok(&["remote", "config"]);
     assert!(!shown.contains("PRIVATE"), "{shown}");
 

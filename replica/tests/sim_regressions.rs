@@ -13,6 +13,7 @@ fn open_session(node: &mut Node, now: u64) -> Vec<Action> {
         seq: 0,
         ack: 0,
         op: Operation::OpenSession,
+        owner: None,
     };
     node.on_request(now, 1, cmd)
 }

@@ -332,6 +332,7 @@ impl Driver {
             seq,
             ack: self.ack(),
             op: p.op.clone(),
+            owner: None,
         };
         // A closed writer reports itself through a Lost event.
         let _ = tx.send(ClientFrame::Request(cmd));

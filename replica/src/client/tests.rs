@@ -77,6 +77,7 @@ async fn opens_a_session_then_numbers_calls() {
             seq: 1,
             ack: 1,
             op: call_op("obj", "increment", vec![]),
+            owner: None,
         }
     );
     conn.ok(&cmd, Value::from(7));

@@ -98,15 +98,24 @@ impl SecurityFlags {
             .transpose()
     }
 
-    /// The auth file's text, checked as a replica would check it.
+    /// The auth file's text, checked as a replica would check it, with its tokens replaced
+    /// by their digests (user data can be read back: it must hold no token).
     pub fn auth(&self) -> Result<Option<String>, Ec2Error> {
         let Some(path) = &self.auth_file else {
             return Ok(None);
         };
-        crate::auth::AuthPolicy::load(path).map_err(|e| Ec2Error::Usage(e.to_string()))?;
-        std::fs::read_to_string(path)
+        if self.pki.is_none() {
+            return Err(Ec2Error::Usage(
+                "--auth-file needs --pki: without TLS the tokens would cross the network in clear, and the replicas could not link to each other (they prove themselves with their certificates)".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Ec2Error::Usage(format!("--auth-file {}: {e}", path.display())))?;
+        crate::auth::hash_tokens(&text)
             .map(Some)
-            .map_err(|e| Ec2Error::Usage(format!("--auth-file {}: {e}", path.display())))
+            .map_err(|(line, reason)| {
+                Ec2Error::Usage(format!("--auth-file {}:{line}: {reason}", path.display()))
+            })
     }
 }
 

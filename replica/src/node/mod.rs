@@ -201,6 +201,12 @@ impl Node {
         self.paxos.view().addr_of(id).map(str::to_string)
     }
 
+    /// The identity that opened `session`, as this replica has applied it: None when there
+    /// is no such session, Some(None) when it was opened without an auth file.
+    pub fn session_owner(&self, session: SessionId) -> Option<Option<&str>> {
+        self.state.session_owner(session)
+    }
+
     /// Whether a call of `method` on `object` would change no state here now.
     pub fn is_read_only_call(&self, object: &str, method: &str) -> bool {
         self.state.is_read_only(object, method)

@@ -448,9 +448,10 @@ impl Registry {
     /// role may make the call. `__str__` and `__repr__` of the built-ins are reads; a user
     /// type's code may do anything, so none of its methods is.
     pub fn is_read_only(&self, object: &str, method: &str) -> bool {
+        // A missing object is no read: it may exist by the time the call runs (a create
+        // decided but not applied here yet).
         let Some(entry) = self.objects.get(object) else {
-            // Calling a missing object changes nothing: it fails with NameError.
-            return true;
+            return false;
         };
         if matches!(entry.info, ObjectType::User(_)) {
             return false;

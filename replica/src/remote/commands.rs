@@ -382,10 +382,20 @@ impl Remote {
             files.push((TLS_KEY_FILE, issued.key));
         }
         if let Some(path) = &security.auth_file {
-            crate::auth::AuthPolicy::load(path).map_err(|e| RemoteError::Usage(e.to_string()))?;
+            // Replicas with an auth file link to each other with their certificates.
+            let node = self.node(host)?.1;
+            if security.pki.is_none() && !node.tls {
+                return Err(RemoteError::Usage(
+                    "--auth-file needs --pki (now or in an earlier setup): without TLS the tokens cross the network in clear and the replicas cannot link to each other".into(),
+                ));
+            }
             let text = std::fs::read_to_string(path)
                 .map_err(|e| RemoteError::Usage(format!("--auth-file {}: {e}", path.display())))?;
-            files.push((AUTH_FILE, text));
+            // The host keeps digests, never the tokens.
+            let hashed = crate::auth::hash_tokens(&text).map_err(|(line, reason)| {
+                RemoteError::Usage(format!("--auth-file {}:{line}: {reason}", path.display()))
+            })?;
+            files.push((AUTH_FILE, hashed));
         }
         if files.is_empty() {
             return Ok(Vec::new());
@@ -470,6 +480,7 @@ impl Remote {
             self.config.install_dir(),
             &name,
             node.image.as_deref(),
+            node.tls || node.auth,
             &argv,
         )?;
         let out = ssh

@@ -61,12 +61,21 @@ docker run --rm {image} --version
 /// Starts `concoord ARGS...` detached in the install directory (or a container of `image`
 /// on the host's network, named after NAME and the install directory), logging to `logs/NAME.log`, and prints its PID (or `docker:ID`). Exits with
 /// [`ALREADY_RUNNING`] or [`EXITED_AT_ONCE`] (printing the log's end on stderr) otherwise.
+///
+/// With `login_user`, a container runs as the login user rather than the image's own: it
+/// must read the private files `setup --pki/--auth-file` wrote (mode 0600, the login user's).
 pub fn start(
     install_dir: &str,
     name: &str,
     image: Option<&str>,
+    login_user: bool,
     args: &[String],
 ) -> Result<String, SshError> {
+    let user = if login_user {
+        r#"--user "$(id -u):$(id -g)" "#
+    } else {
+        ""
+    };
     let words = args
         .iter()
         .map(|a| quote(a))
@@ -81,7 +90,7 @@ id=$!"#
         Some(image) => format!(
             r#"container="concoord-$name-$(printf %s "$PWD" | cksum | cut -d ' ' -f 1)"
 docker rm -f "$container" >/dev/null 2>&1 || true
-cid=$(docker run -d --name "$container" --network host -v "$PWD/config:/config" -e CONCOORD_CONFIG_DIR=/config {image} {words})
+cid=$(docker run -d --name "$container" --network host {user}-v "$PWD/config:/config" -e CONCOORD_CONFIG_DIR=/config {image} {words})
 id="docker:$cid"
 (docker logs -f "$cid" > "$log" 2>&1 < /dev/null &)"#,
             image = quote(image)?
@@ -216,7 +225,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let out = sh(&start(d, "replica-1", None, &args).unwrap());
+        let out = sh(&start(d, "replica-1", None, false, &args).unwrap());
         assert!(out.status.success(), "{out:?}");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let pid: u32 = stdout.lines().next().unwrap().trim().parse().unwrap();
@@ -227,7 +236,7 @@ mod tests {
         );
         assert!(log.contains(&format!("cfg={d}/config")), "{log}");
         // A second start under the same name is refused while the first runs.
-        let again = sh(&start(d, "replica-1", None, &args).unwrap());
+        let again = sh(&start(d, "replica-1", None, false, &args).unwrap());
         assert_eq!(again.status.code(), Some(ALREADY_RUNNING));
         let listed = sh(&list(d).unwrap());
         assert_eq!(
@@ -257,7 +266,7 @@ mod tests {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = sh(&start(dir.to_str().unwrap(), "replica-2", None, &[]).unwrap());
+        let out = sh(&start(dir.to_str().unwrap(), "replica-2", None, false, &[]).unwrap());
         assert_eq!(out.status.code(), Some(EXITED_AT_ONCE));
         assert!(String::from_utf8_lossy(&out.stderr).contains("address in use"));
         let _ = std::fs::remove_dir_all(&dir);

@@ -242,9 +242,26 @@ async fn serve(
         Role::Client => {
             let (tx, rx) = mpsc::channel(CONN_QUEUE);
             tokio::spawn(write_loop(writer, rx));
-            send(&inputs, Input::ClientOpened { conn, tx, who }).await?;
+            send(
+                &inputs,
+                Input::ClientOpened {
+                    conn,
+                    tx,
+                    who: who.clone(),
+                },
+            )
+            .await?;
             loop {
                 let frame: ClientFrame = frame::read_frame(&mut reader).await?;
+                // An identity taken out of the auth file loses its open connections too; its
+                // next hello is refused with the reason.
+                if let Some(auth) = auth
+                    && auth.policy().role_of(&who).is_none()
+                {
+                    return Err(FrameError::Handshake(format!(
+                        "{who} is no longer in the auth file: connection closed"
+                    )));
+                }
                 send(&inputs, Input::Client { conn, frame }).await?;
             }
         }

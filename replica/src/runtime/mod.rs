@@ -601,7 +601,11 @@ impl Driver {
             }
             Input::Client { conn, frame } if !self.permits(conn, &frame) => return,
             Input::Client { conn, frame } => match frame {
-                ClientFrame::Request(cmd) => self.node.on_request(now, conn, cmd),
+                ClientFrame::Request(mut cmd) => {
+                    // Whatever the client put there, the owner is who it proved to be.
+                    cmd.owner = self.owner_of(conn);
+                    self.node.on_request(now, conn, cmd)
+                }
                 ClientFrame::Membership(change) => {
                     tracing::info!("membership change asked: {change:?}");
                     self.node.on_membership(now, conn, change)
@@ -668,21 +672,35 @@ impl Driver {
         });
     }
 
-    /// Whether the client's role allows the frame. A refused frame is answered here with a
-    /// `PermissionError` and goes no further; a client whose identity left the auth file is
-    /// disconnected (its next hello says why).
+    /// Whether the client's role allows the frame, and the session it names is its own. A
+    /// refused request is answered here with a `PermissionError` and goes no further; a
+    /// refused keep-alive or status gets no answer (the listener closes a connection whose
+    /// identity left the auth file).
     fn permits(&mut self, conn: ConnId, frame: &ClientFrame) -> bool {
         let Some(auth) = &self.auth else {
             return true;
         };
-        let who = self
-            .identities
-            .get(&conn)
-            .unwrap_or(&auth::Identity::Anyone);
         let node = &self.node;
-        let Some(message) = auth::refusal(Some(&auth.policy()), who, frame, |object, method| {
-            node.is_read_only_call(object, method)
-        }) else {
+        let message = match self.identities.get(&conn) {
+            None => Some("this connection is not authenticated".to_string()),
+            Some(who) => auth::refusal(Some(&auth.policy()), who, frame, |object, method| {
+                node.is_read_only_call(object, method)
+            })
+            .or_else(|| {
+                let session = match frame {
+                    ClientFrame::Request(cmd) => cmd.session,
+                    ClientFrame::KeepAlive { session } => *session,
+                    _ => return None,
+                };
+                match node.session_owner(session) {
+                    Some(owner) if owner != who.owner_key().as_deref() => {
+                        Some(format!("session {session:x} belongs to another identity"))
+                    }
+                    _ => None,
+                }
+            }),
+        };
+        let Some(message) = message else {
             return true;
         };
         tracing::info!("refused: {message}");
@@ -700,14 +718,18 @@ impl Driver {
                 ReplicaFrame::Membership(MembershipReply::Refused { reason })
             }
             ClientFrame::Fault(_) => ReplicaFrame::Faults(Err(reason)),
-            ClientFrame::Status | ClientFrame::KeepAlive { .. } => {
-                self.clients.remove(&conn);
-                self.identities.remove(&conn);
-                return false;
-            }
+            ClientFrame::Status | ClientFrame::KeepAlive { .. } => return false,
         };
         self.dispatch(vec![Action::Reply { conn, frame }]);
         false
+    }
+
+    /// The identity a connection's commands are stamped with (`ClientCommand::owner`).
+    fn owner_of(&self, conn: ConnId) -> Option<String> {
+        self.auth.as_ref()?;
+        self.identities
+            .get(&conn)
+            .and_then(auth::Identity::owner_key)
     }
 
     /// A halted replica still answers, with the reason it cannot serve.

@@ -362,6 +362,7 @@ impl World {
             seq,
             ack: cl.ack(),
             op: p.operation.clone(),
+            owner: None,
         };
         let conn = *conn;
         self.send_to_replica(conn, ClientFrame::Request(cmd));
@@ -423,6 +424,7 @@ impl World {
                 seq: cl.next_seq,
                 ack: cl.next_seq,
                 op: Operation::CloseSession,
+                owner: None,
             };
             self.send_to_replica(conn, ClientFrame::Request(cmd));
         }

@@ -41,6 +41,10 @@ struct Session {
     /// flight): a retry of one must not run the call again.
     #[serde(default)]
     evicted_below: u64,
+    /// The identity that opened the session (`ClientCommand::owner`): only it may use the
+    /// session, so nobody can close, acknowledge for or call in another's session.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// A call on a user-defined object whose running is put off to the end of its run of such
@@ -81,6 +85,11 @@ impl StateMachine {
 
     pub fn types(&self) -> &ObjectTypes {
         &self.types
+    }
+
+    /// The identity that opened `session` (None: none, or auth off).
+    pub fn session_owner(&self, session: SessionId) -> Option<Option<&str>> {
+        self.sessions.get(&session).map(|s| s.owner.as_deref())
     }
 
     pub fn has_session(&self, session: SessionId) -> bool {
@@ -252,9 +261,26 @@ impl StateMachine {
     }
 
     fn apply_client(&mut self, c: &ClientCommand, done: &mut Vec<Completion>) {
+        // Another identity's session is refused before anything of it is touched.
+        if let Some(session) = self.sessions.get(&c.session)
+            && session.owner != c.owner
+        {
+            done.push(Completion {
+                session: c.session,
+                seq: c.seq,
+                result: ReplyResult::Err {
+                    kind: "PermissionError".into(),
+                    message: "this session belongs to another identity".into(),
+                },
+            });
+            return;
+        }
         if c.op == Operation::OpenSession {
             // A retried open finds its session already there: same answer.
-            self.sessions.entry(c.session).or_default();
+            self.sessions.entry(c.session).or_insert_with(|| Session {
+                owner: c.owner.clone(),
+                ..Session::default()
+            });
             done.push(Completion {
                 session: c.session,
                 seq: c.seq,
@@ -607,7 +633,58 @@ mod tests {
             seq,
             ack,
             op,
+            owner: None,
         })
+    }
+
+    fn owned(session: SessionId, seq: u64, ack: u64, op: Operation, owner: &str) -> Command {
+        Command::Client(ClientCommand {
+            session,
+            seq,
+            ack,
+            op,
+            owner: Some(owner.to_string()),
+        })
+    }
+
+    /// Only the identity that opened a session may use it: another's commands, its close
+    /// and its acknowledgements are refused and change nothing, on every replica alike.
+    #[test]
+    fn a_session_belongs_to_the_identity_that_opened_it() {
+        let mut sm = StateMachine::new(ObjectTypes::builtin());
+        let create = Operation::Create {
+            name: "c".into(),
+            type_name: "Counter".into(),
+            args: vec![],
+        };
+        sm.apply(&owned(7, 0, 0, Operation::OpenSession, "token:app"));
+        sm.apply(&owned(7, 1, 1, create, "token:app"));
+        sm.apply(&owned(7, 2, 1, incr(), "token:app"));
+        let refused = |sm: &mut StateMachine, cmd: Command| {
+            let done = sm.apply(&cmd);
+            assert!(
+                matches!(&done[..], [c] if matches!(&c.result,
+                    ReplyResult::Err { kind, .. } if kind == "PermissionError")),
+                "{done:?}"
+            );
+        };
+        refused(
+            &mut sm,
+            owned(7, 3, 3, Operation::CloseSession, "token:reader"),
+        );
+        refused(&mut sm, owned(7, 3, 3, incr(), "token:reader"));
+        refused(
+            &mut sm,
+            owned(7, 0, 0, Operation::OpenSession, "token:reader"),
+        );
+        refused(&mut sm, cmd(7, 3, 3, incr()));
+        // The owner's session is whole: open, its reply of seq 2 still cached.
+        assert!(sm.has_session(7));
+        assert_eq!(sm.session_owner(7), Some(Some("token:app")));
+        assert_eq!(sm.cached(7, 2).map(|c| c.is_some()), Some(true));
+        let done = sm.apply(&owned(7, 3, 3, Operation::CloseSession, "token:app"));
+        assert!(matches!(&done[..], [c] if c.result == ReplyResult::Ok(Value::Nil)));
+        assert!(!sm.has_session(7));
     }
 
     fn incr() -> Operation {
