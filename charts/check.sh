@@ -119,7 +119,7 @@ fi
 echo "refused as it must be: charts/testdata/invalid-workflow.yml"
 
 step "shellcheck"
-scripts=(charts/check.sh charts/tools.sh e2e/kind/*.sh)
+scripts=(charts/check.sh charts/tools.sh e2e/kind/*.sh .ci/setup .ci/run .ci/test)
 if command -v shellcheck >/dev/null 2>&1; then
   shellcheck -x "${scripts[@]}"
   echo "shellcheck clean: ${scripts[*]}"
