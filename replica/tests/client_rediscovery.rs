@@ -28,6 +28,7 @@ fn zone_with(member: &str, round: u64) -> Arc<Zone> {
         leader: Some(1),
         round,
         ips,
+        withdrawn: false,
     };
     let domain = Name::from_ascii(DOMAIN).unwrap_or_else(|e| panic!("{DOMAIN}: {e}"));
     Arc::new(Zone::build(&domain, &input).unwrap_or_else(|e| panic!("zone: {e}")))

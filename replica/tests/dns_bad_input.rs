@@ -40,6 +40,7 @@ async fn serve() -> (SocketAddr, watch::Sender<Arc<Zone>>) {
         leader: Some(1),
         round: 1,
         ips,
+        withdrawn: false,
     };
     let zone = Zone::build(&parse_domain("counterdomain.com").unwrap(), &input).unwrap();
     let (tx, rx) = watch::channel(Arc::new(zone));
@@ -342,6 +343,7 @@ async fn a_new_zone_is_served_at_once_and_repeated_questions_keep_their_spelling
         leader: Some(1),
         round: 1,
         ips: [(1, vec!["10.0.0.1".parse().unwrap()])].into(),
+        withdrawn: false,
     };
     zone.send_replace(Arc::new(
         Zone::build(&parse_domain("counterdomain.com").unwrap(), &input).unwrap(),

@@ -292,6 +292,26 @@ async fn the_zone_follows_replicas_added_and_removed_within_a_second() {
         assert_eq!(out.lines().count(), 3, "{out}");
         assert!(!out.contains(&removed), "{out}");
     }
+    // The removed replica knows it left: its status says so, and its nameserver refuses
+    // the zone rather than keep serving the last view it had.
+    let gone = c.replicas[1].dns();
+    let took = eventually(
+        Duration::from_secs(5),
+        "the removed replica refuses its zone",
+        || async {
+            let srv = ask(gone, SRV, RecordType::SRV, DNSClass::IN, false, None).await;
+            srv.metadata.response_code == ResponseCode::Refused && srv.answers.is_empty()
+        },
+    )
+    .await;
+    eprintln!("{gone}: the removed replica refused its zone after {took:?}");
+    assert_eq!(
+        c.status(1).await.map(|s| s.state),
+        Some("removed".to_string())
+    );
+    if let Some(out) = dig(gone, &["-t", "srv", SRV]) {
+        assert!(out.contains("status: REFUSED"), "{out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

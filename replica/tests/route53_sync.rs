@@ -38,6 +38,7 @@ fn zone(number: u64, ids: &[u64], leader: u64) -> Zone {
         leader: Some(leader),
         round: 1,
         ips,
+        withdrawn: false,
     };
     Zone::build(&parse_domain(DOMAIN).unwrap(), &input).unwrap()
 }
@@ -61,6 +62,7 @@ async fn syncer(
         leader: Some(1),
         round: 1,
         is_leader: leader,
+        withdrawn: false,
     });
     (
         Syncer::new(settings, DOMAIN.into(), api, zrx, lrx),
@@ -331,6 +333,7 @@ async fn outages_and_partial_failures_are_retried_and_followers_never_write() {
         leader: Some(1),
         round: 2,
         is_leader: true,
+        withdrawn: false,
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     while values(&dump(&client, &zone_id).await, "r2.counterdomain.com.", "A").is_none() {

@@ -46,8 +46,12 @@ pub fn answer<'z>(
     rtype: RecordType,
     class: DNSClass,
 ) -> Answer<'z> {
-    // Only the Internet class, and nothing outside our zone: we are no resolver.
-    if !matches!(class, DNSClass::IN | DNSClass::ANY) || !zone.lower_origin().zone_of(name) {
+    // Only the Internet class, and nothing outside our zone: we are no resolver. A replica
+    // that left the group (or halted) answers for it no longer: its view is stale.
+    if zone.withdrawn()
+        || !matches!(class, DNSClass::IN | DNSClass::ANY)
+        || !zone.lower_origin().zone_of(name)
+    {
         return Answer::refused();
     }
     // No zone transfers: the zone is derived state, each replica builds its own.

@@ -123,5 +123,6 @@ async fn input_of(
         view: view.clone(),
         leader: leadership.leader,
         round: leadership.round,
+        withdrawn: leadership.withdrawn,
     }
 }

@@ -33,6 +33,7 @@ fn input(v: View, leader: Option<u64>) -> ZoneInput {
         leader,
         round: 1,
         ips,
+        withdrawn: false,
     }
 }
 
@@ -130,6 +131,37 @@ fn every_record_type_of_a_three_member_view() {
         ask(&z, "counterdomain.com.", RecordType::ANY).answers.len(),
         10,
         "SOA, 3 NS, 3 A, 3 TXT"
+    );
+}
+
+#[test]
+fn a_replica_that_left_the_group_refuses_its_whole_zone() {
+    let domain = parse_domain("CounterDomain.com").unwrap();
+    let gone = Zone::build(
+        &domain,
+        &ZoneInput {
+            withdrawn: true,
+            ..input(three(), Some(1))
+        },
+    )
+    .unwrap();
+    for (name, rtype) in [
+        ("counterdomain.com.", RecordType::SOA),
+        ("_concoord._tcp.counterdomain.com.", RecordType::SRV),
+        ("r1.counterdomain.com.", RecordType::A),
+        ("nosuch.counterdomain.com.", RecordType::A),
+    ] {
+        let a = ask(&gone, name, rtype);
+        assert_eq!(a.code, ResponseCode::Refused, "{name} {rtype}");
+        assert!(!a.authoritative && a.answers.is_empty());
+    }
+    // The same view, still a member: answered.
+    let z = zone(three(), Some(1));
+    assert_eq!(
+        ask(&z, "_concoord._tcp.counterdomain.com.", RecordType::SRV)
+            .answers
+            .len(),
+        3
     );
 }
 

@@ -33,6 +33,8 @@ pub struct ZoneInput {
     pub round: u64,
     /// Each member's IP addresses (members without any get no address records).
     pub ips: BTreeMap<ReplicaId, Vec<IpAddr>>,
+    /// This replica left the view or halted: it refuses every question about the zone.
+    pub withdrawn: bool,
 }
 
 /// The records of one name and type, with what goes in the additional section.
@@ -58,6 +60,7 @@ pub struct Zone {
     serial: u32,
     soa: Record,
     nodes: HashMap<LowerName, Node>,
+    withdrawn: bool,
 }
 
 impl Zone {
@@ -200,6 +203,7 @@ impl Zone {
             serial,
             soa,
             nodes,
+            withdrawn: input.withdrawn,
         })
     }
 
@@ -209,6 +213,11 @@ impl Zone {
 
     pub fn lower_origin(&self) -> &LowerName {
         &self.lower_origin
+    }
+
+    /// Refused, whole: the replica is no longer a member (see [`ZoneInput::withdrawn`]).
+    pub fn withdrawn(&self) -> bool {
+        self.withdrawn
     }
 
     pub fn serial(&self) -> u32 {

@@ -134,6 +134,9 @@ pub struct Leadership {
     pub round: u64,
     /// This replica leads.
     pub is_leader: bool,
+    /// This replica left the view (removed) or halted: its nameserver withdraws the zone
+    /// rather than keep answering with the last view it knew.
+    pub withdrawn: bool,
 }
 
 /// What a replica knows of another member from the links that member opened to it.
@@ -813,6 +816,7 @@ impl Driver {
             leader: paxos.leader(),
             round: paxos.ballot().round,
             is_leader: paxos.is_leader(),
+            withdrawn: self.halted.is_some() || self.node.serving_state() == "removed",
         };
         self.leadership.send_if_modified(|old| {
             let changed = *old != now;
@@ -828,6 +832,7 @@ impl Driver {
         let replies = self.node.fail_waiting_with(&reason);
         self.halted = Some(reason);
         self.dispatch(replies);
+        self.publish_leadership();
     }
 
     fn dispatch(&mut self, actions: Vec<Action>) {
