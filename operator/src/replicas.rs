@@ -55,12 +55,22 @@ pub struct NetworkReplicas {
 }
 
 impl NetworkReplicas {
-    fn options(&self) -> ClientOptions {
-        ClientOptions {
+    /// Runs `work` in a session of its own, which is closed however `work` ends (so no
+    /// session is left to expire on the replicas).
+    async fn in_session<T>(
+        &self,
+        seeds: &[String],
+        work: impl AsyncFnOnce(&Client) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let options = ClientOptions {
             tls: self.creds.tls.clone(),
             token: self.creds.token.clone(),
             ..ClientOptions::default()
-        }
+        };
+        let client = Client::connect(&seeds.join(", "), options).await?;
+        let result = work(&client).await;
+        let _ = client.close().await;
+        result
     }
 }
 
@@ -103,26 +113,23 @@ impl Replicas for NetworkReplicas {
         type_name: &str,
         args: &[serde_json::Value],
     ) -> Result<(), ClientError> {
-        let client = Client::connect(&seeds.join(", "), self.options()).await?;
         let args = args
             .iter()
             .map(concoord::json::from_json)
             .collect::<Vec<_>>();
-        let existing = client.list().await?;
-        let result = if existing.contains_key(name) {
-            Ok(())
-        } else {
-            client.create(name, type_name, args).await
-        };
-        let _ = client.close().await;
-        result
+        self.in_session(seeds, async |client| {
+            if client.list().await?.contains_key(name) {
+                Ok(())
+            } else {
+                client.create(name, type_name, args).await
+            }
+        })
+        .await
     }
 
     async fn list_types(&self, seeds: &[String]) -> Result<Vec<TypeSummary>, ClientError> {
-        let client = Client::connect(&seeds.join(", "), self.options()).await?;
-        let result = client.list_types().await;
-        let _ = client.close().await;
-        result
+        self.in_session(seeds, async |client| client.list_types().await)
+            .await
     }
 
     async fn define_type(
@@ -132,9 +139,10 @@ impl Replicas for NetworkReplicas {
         class: &str,
         source: &str,
     ) -> Result<(String, String), ClientError> {
-        let client = Client::connect(&seeds.join(", "), self.options()).await?;
-        let result = client.define_type(module, class, source, true).await;
-        let _ = client.close().await;
-        result.map(|t| (t.name, t.sha256))
+        self.in_session(seeds, async |client| {
+            let t = client.define_type(module, class, source, true).await?;
+            Ok((t.name, t.sha256))
+        })
+        .await
     }
 }

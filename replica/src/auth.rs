@@ -61,6 +61,11 @@ impl Token {
         Token(secret.into())
     }
 
+    /// A token from a flag or variable; an empty one is no token.
+    pub fn from_arg(arg: Option<&str>) -> Option<Token> {
+        arg.filter(|t| !t.is_empty()).map(Token::new)
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -605,11 +605,7 @@ impl ReplicaArgs {
                 ..files
             }),
             auth_file: self.auth_file.clone(),
-            token: self
-                .token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(crate::auth::Token::new),
+            token: crate::auth::Token::from_arg(self.token.as_deref()),
             dns: self.dns()?,
         })
     }
@@ -779,11 +775,7 @@ impl CredentialArgs {
         };
         Ok(crate::client::Credentials {
             tls,
-            token: self
-                .token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(crate::auth::Token::new),
+            token: crate::auth::Token::from_arg(self.token.as_deref()),
         })
     }
 

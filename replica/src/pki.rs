@@ -54,6 +54,24 @@ fn validity(params: &mut CertificateParams, days: u32) {
     params.not_after = now + time::Duration::days(i64::from(days));
 }
 
+/// The CA `concoord certs init DIR` made: DIR/ca.crt and DIR/ca.key. The error names the
+/// file and how to make one.
+pub fn load_ca(dir: &std::path::Path) -> Result<Pem, String> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (make the CA with `concoord certs init {}`)",
+                dir.join(name).display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(Pem {
+        cert: read("ca.crt")?,
+        key: read("ca.key")?,
+    })
+}
+
 /// A new CA named `name`, valid for `days`.
 pub fn new_ca(name: &str, days: u32) -> Result<Pem, PkiError> {
     let mut params =

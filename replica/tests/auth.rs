@@ -141,9 +141,14 @@ async fn wait_for_view(group: &Group, members: usize, creds: &Credentials) {
 }
 
 /// Sends a fault-injection frame as the holder of `secret`; the replica's answer.
-async fn inject_as(addr: &str, secret: &str, fault: Fault) -> Result<Vec<u64>, String> {
+type RawReader = concoord::net::frame::FrameReader<tokio::net::tcp::OwnedReadHalf>;
+type RawWriter = concoord::net::frame::FrameWriter<tokio::net::tcp::OwnedWriteHalf>;
+
+/// A raw client connection to `addr` that showed `secret` in its hello; the replica's
+/// refusal as the error.
+async fn connect_as(addr: &str, secret: &str) -> Result<(RawReader, RawWriter), String> {
     use concoord::net::frame;
-    use concoord::net::wire::{ClientFrame, Hello, ReplicaFrame, Role, Welcome};
+    use concoord::net::wire::{Hello, Role, Welcome};
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -154,9 +159,15 @@ async fn inject_as(addr: &str, secret: &str, fault: Fault) -> Result<Vec<u64>, S
         .await
         .map_err(|e| e.to_string())?;
     match frame::read_frame(&mut r).await.map_err(|e| e.to_string())? {
-        Welcome::Accepted { .. } => {}
-        Welcome::Refused { reason } => return Err(reason),
+        Welcome::Accepted { .. } => Ok((r, w)),
+        Welcome::Refused { reason } => Err(reason),
     }
+}
+
+async fn inject_as(addr: &str, secret: &str, fault: Fault) -> Result<Vec<u64>, String> {
+    use concoord::net::frame;
+    use concoord::net::wire::{ClientFrame, ReplicaFrame};
+    let (mut r, mut w) = connect_as(addr, secret).await?;
     frame::write_frame(&mut w, &ClientFrame::Fault(fault))
         .await
         .map_err(|e| e.to_string())?;
@@ -182,22 +193,9 @@ async fn request_as(
 ) -> Result<ReplyResult, String> {
     use concoord::command::ClientCommand;
     use concoord::net::frame;
-    use concoord::net::wire::{ClientFrame, Hello, ReplicaFrame, Role, Welcome};
+    use concoord::net::wire::{ClientFrame, ReplicaFrame};
     for addr in addrs {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (r, w) = stream.into_split();
-        let (mut r, mut w) = (frame::reader(r), frame::writer(w));
-        let hello = Hello::with_token(Role::Client, Some(Token::new(secret)));
-        frame::write_frame(&mut w, &hello)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Welcome::Refused { reason } =
-            frame::read_frame(&mut r).await.map_err(|e| e.to_string())?
-        {
-            return Err(reason);
-        }
+        let (mut r, mut w) = connect_as(addr, secret).await?;
         let cmd = ClientCommand {
             session,
             seq: 1_000_000,

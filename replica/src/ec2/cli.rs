@@ -136,7 +136,7 @@ pub fn credentials(
     };
     Ok(Credentials {
         tls,
-        token: token.filter(|t| !t.is_empty()).map(crate::auth::Token::new),
+        token: crate::auth::Token::from_arg(token.as_deref()),
     })
 }
 

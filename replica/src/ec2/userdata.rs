@@ -58,19 +58,7 @@ impl LaunchTls {
         cluster: &str,
         domain: Option<&str>,
     ) -> Result<LaunchTls, Ec2Error> {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).map_err(|e| {
-                Ec2Error::Usage(format!(
-                    "--pki: cannot read {}: {e} (make the CA with `concoord certs init {}`)",
-                    dir.join(name).display(),
-                    dir.display()
-                ))
-            })
-        };
-        let ca = crate::pki::Pem {
-            cert: read("ca.crt")?,
-            key: read("ca.key")?,
-        };
+        let ca = crate::pki::load_ca(dir).map_err(|e| Ec2Error::Usage(format!("--pki: {e}")))?;
         let server_name = server_name(cluster);
         let mut hosts = vec![server_name.clone()];
         hosts.extend(domain.map(|d| format!("*.{}", d.trim_end_matches('.'))));

@@ -351,19 +351,8 @@ impl Remote {
         let (spec, _) = self.node(host)?;
         let mut files: Vec<(&str, String)> = Vec::new();
         if let Some(dir) = &security.pki {
-            let read = |name: &str| {
-                std::fs::read_to_string(dir.join(name)).map_err(|e| {
-                    RemoteError::Usage(format!(
-                        "--pki: cannot read {}: {e} (make the CA with `concoord certs init {}`)",
-                        dir.join(name).display(),
-                        dir.display()
-                    ))
-                })
-            };
-            let ca = crate::pki::Pem {
-                cert: read("ca.crt")?,
-                key: read("ca.key")?,
-            };
+            let ca =
+                crate::pki::load_ca(dir).map_err(|e| RemoteError::Usage(format!("--pki: {e}")))?;
             let hosts = if security.tls_hosts.is_empty() {
                 vec![spec.name.clone()]
             } else {
