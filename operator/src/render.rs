@@ -76,18 +76,29 @@ pub fn names_of(cc: &ConCoordCluster, cluster_domain: &str) -> Result<ClusterNam
     Ok(ClusterNames::in_domain(&cc.name_any(), &ns, cluster_domain))
 }
 
-pub fn render(cc: &ConCoordCluster, input: &RenderInput) -> Result<Rendered, RenderError> {
-    let names = names_of(cc, &input.cluster_domain)?;
+/// The metadata of an object the cluster owns: its namespace, its labels and the cluster as
+/// controlling owner (so it goes when the cluster goes), under `name`.
+pub fn owned_meta(
+    cc: &ConCoordCluster,
+    names: &ClusterNames,
+) -> Result<impl Fn(String) -> ObjectMeta, RenderError> {
     let owner = cc
         .controller_owner_ref(&())
         .ok_or(RenderError::MissingMetadata("uid"))?;
-    let meta = |name: String| ObjectMeta {
+    let namespace = names.namespace.clone();
+    let labels = names.labels();
+    Ok(move |name: String| ObjectMeta {
         name: Some(name),
-        namespace: Some(names.namespace.clone()),
-        labels: Some(names.labels()),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
-    };
+    })
+}
+
+pub fn render(cc: &ConCoordCluster, input: &RenderInput) -> Result<Rendered, RenderError> {
+    let names = names_of(cc, &input.cluster_domain)?;
+    let meta = owned_meta(cc, &names)?;
     Ok(Rendered {
         service_account: service_account(cc, meta(names.service_account())),
         configmap: configmap(&names, input, meta(names.bootstrap_configmap())),

@@ -16,7 +16,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Resource};
+use kube::Api;
 use std::collections::BTreeMap;
 
 /// The CA's lifetime; it is not renewed (clients trust it).
@@ -249,16 +249,8 @@ pub async fn ensure(
     client: &kube::Client,
 ) -> Result<Security, SecurityError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
-    let owner = cc
-        .controller_owner_ref(&())
-        .ok_or_else(|| SecurityError::Invalid("ConCoordCluster has no uid".into()))?;
-    let meta = |name: String| ObjectMeta {
-        name: Some(name),
-        namespace: Some(names.namespace.clone()),
-        labels: Some(names.labels()),
-        owner_references: Some(vec![owner.clone()]),
-        ..ObjectMeta::default()
-    };
+    let meta =
+        crate::render::owned_meta(cc, names).map_err(|e| SecurityError::Invalid(e.to_string()))?;
     let mut out = Security {
         creds: Credentials::default(),
         certificates: Vec::new(),

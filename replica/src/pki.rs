@@ -141,18 +141,22 @@ pub struct CertInfo {
     pub hosts: Vec<String>,
 }
 
+/// A certificate's subject common name (the user, for the auth file).
+pub fn common_name(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}
+
 /// Reads a PEM certificate's name, expiry and hosts; None when it does not parse.
 pub fn inspect(pem: &str) -> Option<CertInfo> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
-    let name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string);
+    let name = common_name(&cert);
     let mut hosts = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for general in &san.value.general_names {

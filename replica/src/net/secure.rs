@@ -271,12 +271,7 @@ impl PeerCertificate {
                 replica: false,
             };
         };
-        let name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_string);
+        let name = crate::pki::common_name(&cert);
         let replica = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.server_auth);
         PeerCertificate { name, replica }
     }
