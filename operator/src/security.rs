@@ -15,8 +15,8 @@ use concoord::pki::{self, CertKind, Pem};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
 use std::collections::BTreeMap;
 
 /// The CA's lifetime; it is not renewed (clients trust it).
